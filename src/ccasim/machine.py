@@ -1,0 +1,110 @@
+"""The machine: an Arm CCA platform with EL3 firmware and an RMM, driven from the Normal world.
+
+:class:`Machine` is the public entry point. The host side sees exactly what Normal-world
+software on real hardware sees: it issues SMCs with register values and reads and writes
+physical memory through the Non-secure PAS.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from itertools import repeat
+
+from ccasim.el3.monitor import Monitor
+from ccasim.hw.bus import MemorySystem
+from ccasim.hw.gpt import Pas
+from ccasim.hw.platform import Platform, fvp_base
+from ccasim.rmi.types import MASK64
+from ccasim.rmm.core import RmiCall, Rmm
+from ccasim.rmm.features import RmmFeatures
+
+#: SMCCC 1.2 passes arguments in X1..X17.
+MAX_SMC_ARGS = 17
+
+_and = operator.and_
+
+
+class Machine:
+    """An Arm CCA machine: the platform, EL3 and the RMM.
+
+    ``Machine()`` is the Arm FVP Base memory map with a 48-bit PA space and the default RMM
+    features (see :mod:`ccasim.hw.platform` and :class:`~ccasim.rmm.features.RmmFeatures`).
+
+    :param platform: the memory map; default :func:`~ccasim.hw.platform.fvp_base`.
+    :param pa_bits: PA space width when ``platform`` is not given (52 turns LPA2 on).
+    :param features: what the RMM supports; default derives S2SZ and LPA2 from ``pa_bits``.
+    :param trace: record every RMI call in :attr:`rmi_log`, in TF-RMM's log format.
+    """
+
+    def __init__(
+        self,
+        platform: Platform | None = None,
+        *,
+        pa_bits: int = 48,
+        features: RmmFeatures | None = None,
+        trace: bool = False,
+        **feature_overrides: object,
+    ) -> None:
+        self.platform = platform if platform is not None else fvp_base(pa_bits)
+        pa_bits = self.platform.pa_bits
+        if features is None:
+            defaults: dict[str, object] = {"max_ipa_width": pa_bits, "lpa2": pa_bits == 52}
+            defaults.update(feature_overrides)
+            features = RmmFeatures(**defaults)  # type: ignore[arg-type]
+        elif feature_overrides:
+            raise TypeError("give either features= or feature keyword arguments, not both")
+        self.memory = MemorySystem(self.platform)
+        self.monitor = Monitor(self.memory)
+        self._rmm = Rmm(self.memory, self.monitor, features)
+        self.monitor.rmm = self._rmm
+        self.rmi_log: list[RmiCall] = []
+        if trace:
+            self.on_rmi(self.rmi_log.append)
+
+    # -- the architectural interface -------------------------------------------------------
+
+    def smc(self, fid: int, *args: int) -> tuple[int, int, int, int, int]:
+        """Execute an SMC from the Normal world with X0 = ``fid`` and X1.. = ``args``.
+
+        Values are taken as the 64-bit registers would hold them (negative numbers in two's
+        complement). Returns X0..X4; registers a command does not write read as 0.
+        """
+        if len(args) > MAX_SMC_ARGS:
+            raise TypeError(f"an SMC has at most {MAX_SMC_ARGS} argument registers")
+        regs = tuple(map(_and, args, repeat(MASK64)))
+        return self.monitor.smc_from_ns(_and(fid, MASK64), regs)
+
+    def ns_write(self, pa: int, data: bytes) -> None:
+        """A Normal-world write to physical memory (raises GranuleProtectionFault if not NS)."""
+        self.memory.write(pa, data, Pas.NS)
+
+    def ns_read(self, pa: int, size: int) -> bytes:
+        """A Normal-world read of physical memory (raises GranuleProtectionFault if not NS)."""
+        return self.memory.read(pa, size, Pas.NS)
+
+    # -- debug views (read only; not architectural) ----------------------------------------
+
+    def granule_state(self, pa: int) -> str:
+        """The RMM's state for the granule holding ``pa``: "UNDELEGATED", "DELEGATED", "RD"..."""
+        return self._rmm.granule_state(pa & ~0xFFF).value
+
+    def granule_pas(self, pa: int) -> Pas:
+        """The GPT entry of the granule holding ``pa``."""
+        return self.memory.gpt.pas(pa)
+
+    def realm_measurements(self, rd: int) -> list[bytes]:
+        """[RIM, REM1..REM4] of the realm whose RD is at ``rd``, each the realm's hash length."""
+        realm = self._rmm.realms.get(rd)
+        if realm is None:
+            raise ValueError(f"no realm has its RD at {rd:#x}")
+        size = realm.hash_algo.digest_size
+        return [m[:size] for m in realm.measurements]
+
+    def on_rmi(self, callback: Callable[[RmiCall], None] | None) -> None:
+        """Call ``callback`` with a record of every RMI command the RMM executes (its log)."""
+        self._rmm.log = callback
+
+    @property
+    def features(self) -> RmmFeatures:
+        return self._rmm.features

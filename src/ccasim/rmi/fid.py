@@ -1,0 +1,43 @@
+"""Function identifiers of the RMI (B4.3) and the SMCCC values around them."""
+
+import enum
+
+
+class FID(enum.IntEnum):
+    """RMI command FIDs (B4.3, table of FIDs). All are SMC64 fast calls in the standard range."""
+
+    VERSION = 0xC400_0150
+    GRANULE_DELEGATE = 0xC400_0151
+    GRANULE_UNDELEGATE = 0xC400_0152
+    DATA_CREATE = 0xC400_0153
+    DATA_CREATE_UNKNOWN = 0xC400_0154
+    DATA_DESTROY = 0xC400_0155
+    REALM_ACTIVATE = 0xC400_0157
+    REALM_CREATE = 0xC400_0158
+    REALM_DESTROY = 0xC400_0159
+    REC_CREATE = 0xC400_015A
+    REC_DESTROY = 0xC400_015B
+    REC_ENTER = 0xC400_015C
+    RTT_CREATE = 0xC400_015D
+    RTT_DESTROY = 0xC400_015E
+    RTT_MAP_UNPROTECTED = 0xC400_015F
+    RTT_READ_ENTRY = 0xC400_0161
+    RTT_UNMAP_UNPROTECTED = 0xC400_0162
+    PSCI_COMPLETE = 0xC400_0164
+    FEATURES = 0xC400_0165
+    RTT_FOLD = 0xC400_0166
+    REC_AUX_COUNT = 0xC400_0167
+    RTT_INIT_RIPAS = 0xC400_0168
+    RTT_SET_RIPAS = 0xC400_0169
+
+
+#: The range of FIDs that SMCCC allocates to the RMI (Standard Secure Service calls 0x150-0x18F).
+RMI_FID_FIRST = 0xC400_0150
+RMI_FID_LAST = 0xC400_018F
+
+#: SMCCC_VERSION (Arm SMC Calling Convention, DEN0028) and the value an SMCCC 1.2 monitor returns.
+SMCCC_VERSION = 0x8000_0000
+SMCCC_VERSION_1_2 = 0x1_0002
+
+#: SMCCC NOT_SUPPORTED (-1), as the 64-bit value the caller sees in X0.
+SMCCC_NOT_SUPPORTED = (1 << 64) - 1

@@ -1,0 +1,176 @@
+"""The RMM: its state, the lookups every command shares, and the RMI dispatcher."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ccasim.hw.gpt import Pas
+from ccasim.hw.memory import GRANULE_MASK, GRANULE_SIZE
+from ccasim.rmi.fid import FID, SMCCC_NOT_SUPPORTED
+from ccasim.rmi.status import Status, describe_return_code, return_code
+from ccasim.rmm.errors import CommandFailure
+from ccasim.rmm.features import RmmFeatures
+from ccasim.rmm.realm import Realm
+from ccasim.rmm.rec import Rec
+from ccasim.rmm.s2tt import TABLE, Rtte, Walk, level_shift
+from ccasim.rmm.types import GranuleState
+
+if TYPE_CHECKING:
+    from ccasim.el3.monitor import Monitor
+    from ccasim.hw.bus import MemorySystem
+
+UNDELEGATED = GranuleState.UNDELEGATED
+NO_OUTPUTS = (0, 0, 0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class RmiCall:
+    """One RMI command as the RMM's log records it (the format follows TF-RMM's log lines)."""
+
+    fid: int
+    args: tuple[int, ...]
+    result: tuple[int, ...]
+    condition: str | None
+
+    @property
+    def name(self) -> str:
+        try:
+            return f"RMI_{FID(self.fid).name}"
+        except ValueError:
+            return f"FID {self.fid:#x}"
+
+    def __str__(self) -> str:
+        args = " ".join(f"{a:x}" for a in self.args)
+        outs = " ".join(f"{v:x}" for v in self.result[1:] if v)
+        text = f"SMC_{self.name:<26} {args} > {describe_return_code(self.result[0])}"
+        if outs:
+            text += f" {outs}"
+        if self.condition:
+            text += f"  ({self.condition})"
+        return text
+
+
+class Rmm:
+    """The Realm Management Monitor: the RMI interface over the RMM's own state.
+
+    Nothing outside ``ccasim.rmm`` reads these attributes: the host sees registers and NS
+    memory only. ``granules`` maps the PA of each granule not in state UNDELEGATED to its state
+    (RmmGranule.state, C1.6); ``realms``, ``recs`` and ``rtts`` hold the objects stored in RD,
+    REC and RTT granules.
+    """
+
+    def __init__(self, memory: MemorySystem, monitor: Monitor, features: RmmFeatures) -> None:
+        self.mem = memory
+        self.monitor = monitor
+        self.features = features
+        self.granules: dict[int, GranuleState] = {}
+        self.realms: dict[int, Realm] = {}
+        self.recs: dict[int, Rec] = {}
+        self.rtts: dict[int, list[Rtte]] = {}
+        self.vmids: set[int] = set()
+        self.log: Callable[[RmiCall], None] | None = None
+        self._delegable = memory.platform.is_delegable
+        self._pa_limit = 1 << memory.platform.pa_bits
+
+    # -- dispatch ------------------------------------------------------------------------------
+
+    def handle_rmi(self, fid: int, args: tuple[int, ...]) -> tuple[int, int, int, int, int]:
+        """Run the RMI command ``fid`` with X1.. = ``args``; return X0..X4."""
+        from ccasim.rmm.rmi import COMMANDS
+
+        command = COMMANDS.get(fid)
+        if command is None:
+            result = (SMCCC_NOT_SUPPORTED, *NO_OUTPUTS)
+            condition = None
+        else:
+            handler, nargs = command
+            condition = None
+            try:
+                outputs = handler(self, *args[:nargs])
+                result = (0, *outputs, *NO_OUTPUTS[len(outputs) :])
+            except CommandFailure as failure:
+                condition = failure.condition
+                outs = failure.outputs
+                result = (
+                    return_code(failure.status, failure.index),
+                    *outs,
+                    *NO_OUTPUTS[len(outs) :],
+                )
+        if self.log is not None:
+            self.log(RmiCall(fid, args[: command[1]] if command else args, result, condition))
+        return result  # type: ignore[return-value]
+
+    # -- granules ------------------------------------------------------------------------------
+
+    def granule_state(self, pa: int) -> GranuleState:
+        return self.granules.get(pa, UNDELEGATED)
+
+    def expect_granule(
+        self, addr: int, state: GranuleState, name: str, state_id: str = "state"
+    ) -> None:
+        """The shared checks on a granule argument: ``{name}_align``, ``_bound``, ``_state``."""
+        if addr & GRANULE_MASK:
+            raise CommandFailure(f"{name}_align")
+        if addr >= self._pa_limit or not self._delegable(addr):
+            raise CommandFailure(f"{name}_bound")
+        if self.granules.get(addr, UNDELEGATED) is not state:
+            raise CommandFailure(f"{name}_{state_id}")
+
+    def expect_ns_granule(self, addr: int, name: str) -> None:
+        """The checks on an NS buffer argument: ``{name}_align``, ``_bound``, ``_pas`` (B3.20)."""
+        if addr & GRANULE_MASK:
+            raise CommandFailure(f"{name}_align")
+        if addr >= self._pa_limit or not self._delegable(addr):
+            raise CommandFailure(f"{name}_bound")
+        if self.mem.gpt.pas(addr) is not Pas.NS:
+            raise CommandFailure(f"{name}_pas")
+
+    def find_realm(self, rd: int) -> Realm:
+        """Check ``rd`` names an RD granule (rd_align, rd_bound, rd_state) and return its realm."""
+        self.expect_granule(rd, GranuleState.RD, "rd")
+        return self.realms[rd]
+
+    def find_rec(self, addr: int, name: str = "rec", state_id: str = "gran_state") -> Rec:
+        """Check ``addr`` names a REC granule and return the REC."""
+        self.expect_granule(addr, GranuleState.REC, name, state_id)
+        return self.recs[addr]
+
+    def read_ns_granule(self, addr: int) -> bytes:
+        """Read a whole NS granule the host passed (already checked by expect_ns_granule)."""
+        return bytes(self.mem.memory.granule(addr))
+
+    def delegable_delegated(self, addr: int) -> bool:
+        """PaIsDelegable(addr) and Granule(addr).state == DELEGATED (as in AuxStateEqual, B3.13)."""
+        return (
+            addr < self._pa_limit
+            and self._delegable(addr)
+            and self.granules.get(addr, UNDELEGATED) is GranuleState.DELEGATED
+        )
+
+    # -- RTT walk ------------------------------------------------------------------------------
+
+    def rtt_walk(self, realm: Realm, ipa: int, level: int) -> Walk:
+        """RttWalk (B3.78, A5.5.10): walk from the starting level towards ``level``.
+
+        The walk stops at ``level`` or at the first entry that is not TABLE. ``ipa`` must be
+        below 2^ipa_width.
+        """
+        lvl = realm.rtt_level_start
+        shift = level_shift(lvl)
+        top_index = ipa >> shift
+        rtt_addr = realm.rtt_base + (top_index >> 9) * GRANULE_SIZE
+        index = top_index & 511
+        rtts = self.rtts
+        rtte = rtts[rtt_addr][index]
+        while lvl < level and rtte.state is TABLE:
+            lvl += 1
+            shift -= 9
+            rtt_addr = rtte.addr
+            index = (ipa >> shift) & 511
+            rtte = rtts[rtt_addr][index]
+        return Walk(lvl, rtt_addr, index, rtte)
+
+
+__all__ = ["RmiCall", "Rmm", "Status"]

@@ -1,0 +1,51 @@
+"""The Realm Descriptor: attributes of a realm (A2.1.3, C1.16)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ccasim.rmm.measurement import MEASUREMENT_SIZE
+from ccasim.rmm.types import HashAlgorithm, RealmState
+
+
+@dataclass(slots=True, eq=False)
+class Realm:
+    """RmmRealm (C1.16), kept by the RMM for the RD granule at ``rd``.
+
+    Besides the spec's attributes it records the configuration the host selected at creation
+    (SVE, PMU, debug) that the realm can later query, and the REC auxiliary granule count.
+    """
+
+    rd: int
+    ipa_width: int
+    hash_algo: HashAlgorithm
+    rtt_base: int
+    rtt_level_start: int
+    rtt_num_start: int
+    vmid: int
+    rpv: bytes
+    feat_lpa2: bool = False
+    state: RealmState = RealmState.NEW
+    measurements: list[bytes] = field(default_factory=lambda: [bytes(MEASUREMENT_SIZE)] * 5)
+    rec_index: int = 0
+    num_recs: int = 0
+    rec_aux_count: int = 0
+    sve_vl: int = 0
+    feat_sve: bool = False
+    feat_pmu: bool = False
+    pmu_num_ctrs: int = 0
+    num_bps: int = 0
+    num_wps: int = 0
+
+    @property
+    def par_size(self) -> int:
+        """Size of the Protected IPA range: the lower half of the IPA space (A5.2.1)."""
+        return 1 << (self.ipa_width - 1)
+
+    def is_protected(self, ipa: int) -> bool:
+        """AddrIsProtected (B3.4)."""
+        return ipa < 1 << (self.ipa_width - 1)
+
+    def starting_rtts(self) -> list[int]:
+        """PAs of the starting-level RTT granules."""
+        return [self.rtt_base + i * 4096 for i in range(self.rtt_num_start)]

@@ -1,0 +1,38 @@
+"""RMI_GRANULE_DELEGATE and RMI_GRANULE_UNDELEGATE (B4.3.5, B4.3.6)."""
+
+from __future__ import annotations
+
+from ccasim.hw.gpt import Pas
+from ccasim.rmi.fid import FID
+from ccasim.rmm.core import Rmm
+from ccasim.rmm.errors import CommandFailure
+from ccasim.rmm.rmi import command
+from ccasim.rmm.types import GranuleState
+
+
+@command(FID.GRANULE_DELEGATE, 1)
+def granule_delegate(rmm: Rmm, addr: int) -> tuple[int, ...]:
+    """B4.3.5: UNDELEGATED -> DELEGATED; EL3 moves the granule to the Realm PAS.
+
+    Failure conditions gran_align, gran_bound, gran_state, gran_gpt (no ordering).
+    The granule is scrubbed so that nothing the Normal world left there reaches a realm.
+    """
+    rmm.expect_granule(addr, GranuleState.UNDELEGATED, "gran")
+    if rmm.mem.gpt.pas(addr) is not Pas.NS or not rmm.monitor.gtsi_delegate(addr):
+        raise CommandFailure("gran_gpt")
+    rmm.mem.memory.wipe_granule(addr)
+    rmm.granules[addr] = GranuleState.DELEGATED
+    return ()
+
+
+@command(FID.GRANULE_UNDELEGATE, 1)
+def granule_undelegate(rmm: Rmm, addr: int) -> tuple[int, ...]:
+    """B4.3.6: DELEGATED -> UNDELEGATED; the contents are wiped, then EL3 returns it to NS.
+
+    Failure conditions gran_align, gran_bound, gran_state (no ordering).
+    """
+    rmm.expect_granule(addr, GranuleState.DELEGATED, "gran")
+    rmm.mem.memory.wipe_granule(addr)
+    rmm.monitor.gtsi_undelegate(addr)
+    del rmm.granules[addr]
+    return ()

@@ -1,0 +1,158 @@
+"""RMI_REALM_CREATE, RMI_REALM_ACTIVATE, RMI_REALM_DESTROY (B4.3.9, B4.3.8, B4.3.10)."""
+
+from __future__ import annotations
+
+from ccasim.hw.memory import GRANULE_SIZE
+from ccasim.rmi.fid import FID
+from ccasim.rmi.status import Status
+from ccasim.rmi.structs import RealmParams
+from ccasim.rmi.types import REALM_FLAG_LPA2, REALM_FLAG_PMU, REALM_FLAG_SVE
+from ccasim.rmi.types import HashAlgorithm as RmiHashAlgorithm
+from ccasim.rmm import measurement, s2tt
+from ccasim.rmm.core import Rmm
+from ccasim.rmm.errors import CommandFailure
+from ccasim.rmm.features import RmmFeatures
+from ccasim.rmm.realm import Realm
+from ccasim.rmm.rmi import command
+from ccasim.rmm.types import GranuleState, HashAlgorithm, RealmState
+
+HASH_ALGORITHMS = {
+    RmiHashAlgorithm.SHA_256: HashAlgorithm.SHA_256,
+    RmiHashAlgorithm.SHA_512: HashAlgorithm.SHA_512,
+}
+
+
+def params_are_valid(params: RealmParams) -> bool:
+    """RmiRealmParamsIsValid (B3.50): hash_algo is not a reserved encoding (B4.2, B4.4.7).
+
+    Reserved flag bits and SBZ bytes are not checked, as in the reference RMM (see
+    docs/decisions.md).
+    """
+    return params.hash_algo in HASH_ALGORITHMS
+
+
+def params_are_supported(params: RealmParams, features: RmmFeatures) -> bool:
+    """RealmParamsSupported (B3.34, A3.1): every requested feature is implemented."""
+    lpa2 = bool(params.flags & REALM_FLAG_LPA2)
+    sve = bool(params.flags & REALM_FLAG_SVE)
+    pmu = bool(params.flags & REALM_FLAG_PMU)
+    hash_ok = features.sha_256 if params.hash_algo == RmiHashAlgorithm.SHA_256 else features.sha_512
+    return (
+        hash_ok
+        and (not lpa2 or features.lpa2)
+        and features.min_ipa_width <= params.s2sz <= min(features.max_ipa_width, 52 if lpa2 else 48)
+        and (not sve or (features.sve and params.sve_vl <= features.max_sve_vl))
+        and (not pmu or (features.pmu and params.pmu_num_ctrs <= features.pmu_num_ctrs))
+        and 1 <= params.num_bps <= features.num_bps - 1
+        and 1 <= params.num_wps <= features.num_wps - 1
+    )
+
+
+def rtt_config_is_valid(params: RealmParams, pa_bits: int) -> bool:
+    """RttConfigIsValid (B3.55): the starting level and table count fit the IPA width.
+
+    As in TF-RMM, a level 0 start also needs a platform PA width of at least 44 bits.
+    """
+    lpa2 = bool(params.flags & REALM_FLAG_LPA2)
+    level = params.rtt_level_start
+    min_level = s2tt.RTT_MIN_LEVEL_LPA2 if lpa2 else s2tt.RTT_MIN_LEVEL
+    if not min_level <= level <= s2tt.RTT_PAGE_LEVEL or (level == 0 and pa_bits < 44):
+        return False
+    needed = s2tt.starting_level_rtts(params.s2sz, level, lpa2)
+    return needed != 0 and needed == params.rtt_num_start
+
+
+def starting_rtt(rtt_index: int, level: int, ipa_width: int) -> list[s2tt.Rtte]:
+    """Entries of the ``rtt_index``-th starting-level RTT of a new realm (B4.3.9.3)."""
+    size = s2tt.level_size(level)
+    par_size = 1 << (ipa_width - 1)
+    first_ipa = rtt_index * s2tt.RTT_ENTRIES * size
+    return [
+        s2tt.RTTE_UNASSIGNED_EMPTY if first_ipa + i * size < par_size else s2tt.RTTE_UNASSIGNED_NS
+        for i in range(s2tt.RTT_ENTRIES)
+    ]
+
+
+@command(FID.REALM_CREATE, 2)
+def realm_create(rmm: Rmm, rd: int, params_ptr: int) -> tuple[int, ...]:
+    """B4.3.9: create a realm in state NEW with its starting-level RTTs and initial RIM.
+
+    Every failure condition returns RMI_ERROR_INPUT and the command has no failure ordering.
+    """
+    rmm.expect_ns_granule(params_ptr, "params")
+    params = RealmParams.unpack(rmm.read_ns_granule(params_ptr))
+    if not params_are_valid(params):
+        raise CommandFailure("params_valid")
+    if not params_are_supported(params, rmm.features):
+        raise CommandFailure("params_supp")
+    num = params.rtt_num_start
+    if params.rtt_base <= rd <= params.rtt_base + (num - 1) * GRANULE_SIZE:
+        raise CommandFailure("alias")
+    rmm.expect_granule(rd, GranuleState.DELEGATED, "rd")
+    if not rtt_config_is_valid(params, rmm.mem.platform.pa_bits):
+        raise CommandFailure("rtt_num_level")
+    if params.rtt_base % (num * GRANULE_SIZE):
+        raise CommandFailure("rtt_align")
+    rtts = [params.rtt_base + i * GRANULE_SIZE for i in range(num)]
+    if not all(rmm.delegable_delegated(addr) for addr in rtts):
+        raise CommandFailure("rtt_state")
+    if params.vmid >= 1 << rmm.features.vmid_bits or params.vmid in rmm.vmids:
+        raise CommandFailure("vmid_valid")
+
+    algo = HASH_ALGORITHMS[RmiHashAlgorithm(params.hash_algo)]
+    realm = Realm(
+        rd=rd,
+        ipa_width=params.s2sz,
+        hash_algo=algo,
+        rtt_base=params.rtt_base,
+        rtt_level_start=params.rtt_level_start,
+        rtt_num_start=num,
+        vmid=params.vmid,
+        rpv=params.rpv,
+        feat_lpa2=bool(params.flags & REALM_FLAG_LPA2),
+        rec_aux_count=rmm.features.rec_aux_count,
+        feat_sve=bool(params.flags & REALM_FLAG_SVE),
+        sve_vl=params.sve_vl,
+        feat_pmu=bool(params.flags & REALM_FLAG_PMU),
+        pmu_num_ctrs=params.pmu_num_ctrs,
+        num_bps=params.num_bps,
+        num_wps=params.num_wps,
+    )
+    realm.measurements[0] = measurement.rim_init(algo, params)
+    for i, addr in enumerate(rtts):
+        rmm.rtts[addr] = starting_rtt(i, params.rtt_level_start, params.s2sz)
+        rmm.granules[addr] = GranuleState.RTT
+    rmm.granules[rd] = GranuleState.RD
+    rmm.realms[rd] = realm
+    rmm.vmids.add(params.vmid)
+    return ()
+
+
+@command(FID.REALM_ACTIVATE, 1)
+def realm_activate(rmm: Rmm, rd: int) -> tuple[int, ...]:
+    """B4.3.8: NEW -> ACTIVE. Ordering [rd_bound, rd_state] < [realm_state]."""
+    realm = rmm.find_realm(rd)
+    if realm.state is not RealmState.NEW:
+        raise CommandFailure("realm_state", Status.ERROR_REALM)
+    realm.state = RealmState.ACTIVE
+    return ()
+
+
+def realm_is_live(rmm: Rmm, realm: Realm) -> bool:
+    """RealmIsLive (B3.32, A2.1.4): it owns RECs, or a starting-level RTT is live."""
+    return realm.num_recs != 0 or any(s2tt.is_live(rmm.rtts[a]) for a in realm.starting_rtts())
+
+
+@command(FID.REALM_DESTROY, 1)
+def realm_destroy(rmm: Rmm, rd: int) -> tuple[int, ...]:
+    """B4.3.10: destroy a realm that is not live. Ordering [rd_bound, rd_state] < [realm_live]."""
+    realm = rmm.find_realm(rd)
+    if realm_is_live(rmm, realm):
+        raise CommandFailure("realm_live", Status.ERROR_REALM)
+    for addr in realm.starting_rtts():
+        del rmm.rtts[addr]
+        rmm.granules[addr] = GranuleState.DELEGATED
+    del rmm.realms[rd]
+    rmm.granules[rd] = GranuleState.DELEGATED
+    rmm.vmids.discard(realm.vmid)
+    return ()

@@ -1,0 +1,101 @@
+"""RMI_REC_AUX_COUNT, RMI_REC_CREATE, RMI_REC_DESTROY (B4.3.11, B4.3.12, B4.3.13)."""
+
+from __future__ import annotations
+
+from ccasim.hw.memory import GRANULE_MASK
+from ccasim.rmi.fid import FID
+from ccasim.rmi.status import Status
+from ccasim.rmi.structs import RecParams
+from ccasim.rmi.types import REC_RUNNABLE, RecMpidr
+from ccasim.rmm import measurement
+from ccasim.rmm.core import Rmm
+from ccasim.rmm.errors import CommandFailure
+from ccasim.rmm.rec import Rec
+from ccasim.rmm.rmi import command
+from ccasim.rmm.types import GranuleState, RealmState, RecState
+
+MAX_AUX_GRANULES = 16
+_MPIDR_RESERVED = RecMpidr.reserved_mask()
+
+
+@command(FID.REC_AUX_COUNT, 1)
+def rec_aux_count(rmm: Rmm, rd: int) -> tuple[int, ...]:
+    """B4.3.11: RecAuxCount(rd) (B3.36), fixed when the realm is created."""
+    return (rmm.find_realm(rd).rec_aux_count,)
+
+
+def check_aux(rmm: Rmm, rec: int, aux: list[int]) -> None:
+    """aux_align, aux_alias, aux_state (AuxAligned, AuxAlias, AuxStateEqual: B3.9-B3.13)."""
+    seen = {rec}
+    for addr in aux:
+        if addr & GRANULE_MASK:
+            raise CommandFailure("aux_align")
+        if addr in seen:
+            raise CommandFailure("aux_alias")
+        seen.add(addr)
+        if not rmm.delegable_delegated(addr):
+            raise CommandFailure("aux_state")
+
+
+@command(FID.REC_CREATE, 3)
+def rec_create(rmm: Rmm, rd: int, rec: int, params_ptr: int) -> tuple[int, ...]:
+    """B4.3.12: create REC number ``rec_index`` of a NEW realm.
+
+    The order follows the reference RMM and satisfies [rd_bound, rd_state] < [realm_state,
+    num_recs]: the parameters and auxiliary granules are checked first, then the REC and RD
+    granules, then the realm (ERROR_REALM), then the MPIDR and the auxiliary count.
+    """
+    rmm.expect_ns_granule(params_ptr, "params")
+    params = RecParams.unpack(rmm.read_ns_granule(params_ptr))
+    if params.num_aux > MAX_AUX_GRANULES:
+        raise CommandFailure("num_aux")
+    aux = params.aux[: params.num_aux]
+    check_aux(rmm, rec, aux)
+    rmm.expect_granule(rec, GranuleState.DELEGATED, "rec")
+    realm = rmm.find_realm(rd)
+    if realm.num_recs >= rmm.features.max_recs:
+        raise CommandFailure("num_recs", Status.ERROR_REALM)
+    if realm.state is not RealmState.NEW:
+        raise CommandFailure("realm_state", Status.ERROR_REALM)
+    if (
+        params.mpidr & _MPIDR_RESERVED
+        or RecMpidr.decode(params.mpidr).rec_index() != realm.rec_index
+    ):
+        raise CommandFailure("mpidr_index")
+    if params.num_aux != realm.rec_aux_count:
+        raise CommandFailure("num_aux")
+
+    runnable = params.flags & 1 == REC_RUNNABLE
+    rmm.recs[rec] = Rec(
+        addr=rec,
+        owner=rd,
+        mpidr=params.mpidr,
+        pc=params.pc,
+        gprs=list(params.gprs) + [0] * 24,
+        aux=list(aux),
+        runnable=runnable,
+    )
+    if runnable:
+        realm.measurements[0] = measurement.rim_extend_rec(
+            realm.hash_algo, realm.measurements[0], params
+        )
+    for addr in aux:
+        rmm.granules[addr] = GranuleState.REC_AUX
+    rmm.granules[rec] = GranuleState.REC
+    realm.rec_index += 1
+    realm.num_recs += 1
+    return ()
+
+
+@command(FID.REC_DESTROY, 1)
+def rec_destroy(rmm: Rmm, rec_ptr: int) -> tuple[int, ...]:
+    """B4.3.13: destroy a REC that is not running. [rec_bound, rec_gran_state] < [rec_state]."""
+    rec = rmm.find_rec(rec_ptr)
+    if rec.state is RecState.RUNNING:
+        raise CommandFailure("rec_state", Status.ERROR_REC)
+    for addr in rec.aux:
+        rmm.granules[addr] = GranuleState.DELEGATED
+    rmm.granules[rec_ptr] = GranuleState.DELEGATED
+    del rmm.recs[rec_ptr]
+    rmm.realms[rec.owner].num_recs -= 1
+    return ()

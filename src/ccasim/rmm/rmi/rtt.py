@@ -1,0 +1,340 @@
+"""RTT commands (B4.3.15-B4.3.22): create, destroy, fold, read, (un)map unprotected, RIPAS."""
+
+from __future__ import annotations
+
+from ccasim.hw.memory import GRANULE_MASK, GRANULE_SIZE
+from ccasim.rmi.fid import FID
+from ccasim.rmi.status import Status
+from ccasim.rmi.types import MASK64
+from ccasim.rmi.types import Ripas as RmiRipas
+from ccasim.rmi.types import RttEntryState as RmiRttEntryState
+from ccasim.rmm import measurement, s2tt
+from ccasim.rmm.core import Rmm
+from ccasim.rmm.errors import CommandFailure
+from ccasim.rmm.realm import Realm
+from ccasim.rmm.rmi import command
+from ccasim.rmm.s2tt import (
+    ASSIGNED,
+    ASSIGNED_NS,
+    DESTROYED,
+    RAM,
+    RTT_PAGE_LEVEL,
+    TABLE,
+    UNASSIGNED,
+    UNASSIGNED_NS,
+    Rtte,
+    Walk,
+)
+from ccasim.rmm.types import GranuleState, RealmState, RecState, Ripas
+
+LPA2_PA_LIMIT = 1 << 48
+MIN_BLOCK_LEVEL = 1
+
+# Stage 2 descriptor fields a host controls in an Unprotected mapping (A5.5.11):
+# MemAttr[2:0] at bits [4:2] and S2AP at bits [7:6].
+DESC_MEMATTR_SHIFT = 2
+DESC_MEMATTR = 0b111 << DESC_MEMATTR_SHIFT
+DESC_S2AP = 0b11 << 6
+DESC_HOST_ATTRS = DESC_MEMATTR | DESC_S2AP
+# With FEAT_S2FWB, MemAttr 0b100 is reserved.
+MEMATTR_RESERVED = 0b100
+# With LPA2 (VTCR_EL2.DS == 1) a descriptor holds OA[51:50] in bits [9:8].
+DESC_OA_HI_SHIFT = 8
+
+RMI_RIPAS = {
+    Ripas.EMPTY: RmiRipas.EMPTY,
+    Ripas.RAM: RmiRipas.RAM,
+    Ripas.DESTROYED: RmiRipas.DESTROYED,
+}
+
+
+def to_level(value: int) -> int:
+    """An Int64 level argument (B4.4, X registers hold two's complement)."""
+    return value - (1 << 64) if value >> 63 else value
+
+
+def encode_oa(addr: int, lpa2: bool) -> int:
+    """The output address field of a stage 2 descriptor (VMSAv8-64; LPA2 moves OA[51:50])."""
+    if lpa2:
+        return (addr & ((1 << 50) - 1)) | ((addr >> 50) & 0b11) << DESC_OA_HI_SHIFT
+    return addr
+
+
+def decode_oa(desc: int, level: int, lpa2: bool) -> int:
+    """The output address a level ``level`` block or page descriptor holds."""
+    shift = s2tt.level_shift(level)
+    low = desc & ((1 << (50 if lpa2 else 48)) - 1) & ~((1 << shift) - 1)
+    return low | ((desc >> DESC_OA_HI_SHIFT) & 0b11) << 50 if lpa2 else low
+
+
+def desc_is_valid_for_unprotected(desc: int, level: int, lpa2: bool) -> bool:
+    """RttDescriptorIsValidForUnprotected (B3.56): only host-controlled fields, validly set.
+
+    Allowed: the output address (aligned to the level), MemAttr[2:0] and S2AP. Everything
+    else, including the valid and AF bits, must be zero; MemAttr 0b100 is reserved under FWB.
+    """
+    shift = s2tt.level_shift(level)
+    oa_mask = ((1 << (50 if lpa2 else 48)) - 1) & ~((1 << shift) - 1)
+    if lpa2:
+        oa_mask |= 0b11 << DESC_OA_HI_SHIFT
+    if desc & ~(oa_mask | DESC_HOST_ATTRS):
+        return False
+    return (desc & DESC_MEMATTR) >> DESC_MEMATTR_SHIFT != MEMATTR_RESERVED
+
+
+def check_structure_args(realm: Realm, ipa: int, level: int) -> None:
+    """level_bound, ipa_align, ipa_bound of RTT_CREATE, RTT_DESTROY and RTT_FOLD.
+
+    The level must be valid and not the starting level (RttLevelIsValid, RttLevelIsStarting);
+    ``ipa`` must be aligned to the range the target RTT maps (a level - 1 entry).
+    """
+    if not realm.rtt_level_start < level <= RTT_PAGE_LEVEL:
+        raise CommandFailure("level_bound")
+    if not s2tt.addr_is_level_aligned(ipa, level - 1):
+        raise CommandFailure("ipa_align")
+    if ipa >> realm.ipa_width:
+        raise CommandFailure("ipa_bound")
+
+
+def check_unprotected_args(realm: Realm, ipa: int, level: int) -> None:
+    """level_bound, ipa_align, ipa_bound of RTT_MAP_UNPROTECTED and RTT_UNMAP_UNPROTECTED."""
+    if not max(realm.rtt_level_start, MIN_BLOCK_LEVEL) <= level <= RTT_PAGE_LEVEL:
+        raise CommandFailure("level_bound")
+    if not s2tt.addr_is_level_aligned(ipa, level):
+        raise CommandFailure("ipa_align")
+    if ipa >> realm.ipa_width or realm.is_protected(ipa):
+        raise CommandFailure("ipa_bound")
+
+
+def walk_to_parent(rmm: Rmm, realm: Realm, ipa: int, level: int) -> Walk:
+    """Walk to the level - 1 entry that does (or would) point to the level ``level`` RTT.
+
+    rtt_walk fails with RMI_ERROR_RTT at the level where the walk stopped.
+    """
+    walk = rmm.rtt_walk(realm, ipa, level - 1)
+    if walk.level < level - 1:
+        top = s2tt.skip_non_live(rmm.rtts[walk.rtt_addr], walk.level, ipa)
+        raise CommandFailure("rtt_walk", Status.ERROR_RTT, walk.level, (0, top))
+    return walk
+
+
+@command(FID.RTT_CREATE, 4)
+def rtt_create(rmm: Rmm, rd: int, rtt: int, ipa: int, level: int) -> tuple[int, ...]:
+    """B4.3.15: create a level ``level`` RTT below the entry for ``ipa``, unfolding it (A5.5.7).
+
+    [rd_bound, rd_state] and [level_bound, ipa_bound] precede [rtt_walk, rtte_state].
+    """
+    level = to_level(level)
+    realm = rmm.find_realm(rd)
+    check_structure_args(realm, ipa, level)
+    rmm.expect_granule(rtt, GranuleState.DELEGATED, "rtt")
+    if not realm.feat_lpa2 and rtt >= LPA2_PA_LIMIT:
+        raise CommandFailure("rtt_bound2")
+    walk = rmm.rtt_walk(realm, ipa, level - 1)
+    if walk.level < level - 1:
+        raise CommandFailure("rtt_walk", Status.ERROR_RTT, walk.level)
+    if walk.rtte.state is TABLE:
+        raise CommandFailure("rtte_state", Status.ERROR_RTT, walk.level)
+
+    rmm.rtts[rtt] = s2tt.unfold(walk.rtte, level)
+    rmm.rtts[walk.rtt_addr][walk.index] = Rtte(TABLE, addr=rtt)
+    rmm.granules[rtt] = GranuleState.RTT
+    return ()
+
+
+@command(FID.RTT_DESTROY, 3)
+def rtt_destroy(rmm: Rmm, rd: int, ipa: int, level: int) -> tuple[int, ...]:
+    """B4.3.16: destroy a non-live RTT; X1 = its PA, X2 = top (next live IPA, A5.5.8).
+
+    The parent entry becomes UNASSIGNED with RIPAS DESTROYED (A5.5.9), or UNASSIGNED_NS at an
+    Unprotected IPA.
+    """
+    level = to_level(level)
+    realm = rmm.find_realm(rd)
+    check_structure_args(realm, ipa, level)
+    walk = walk_to_parent(rmm, realm, ipa, level)
+    parent = rmm.rtts[walk.rtt_addr]
+    if walk.rtte.state is not TABLE:
+        top = s2tt.skip_non_live(parent, walk.level, ipa)
+        raise CommandFailure("rtte_state", Status.ERROR_RTT, walk.level, (0, top))
+    child = walk.rtte.addr
+    if s2tt.is_live(rmm.rtts[child]):
+        raise CommandFailure("rtt_live", Status.ERROR_RTT, level, (0, ipa))
+
+    unassigned = s2tt.RTTE_UNASSIGNED_NS
+    if realm.is_protected(ipa):
+        unassigned = Rtte(UNASSIGNED, DESTROYED)
+    parent[walk.index] = unassigned
+    del rmm.rtts[child]
+    rmm.granules[child] = GranuleState.DELEGATED
+    return (child, s2tt.skip_non_live(parent, walk.level, ipa))
+
+
+@command(FID.RTT_FOLD, 3)
+def rtt_fold(rmm: Rmm, rd: int, ipa: int, level: int) -> tuple[int, ...]:
+    """B4.3.17: destroy a homogeneous RTT, moving its contents into the parent (A5.5.6)."""
+    level = to_level(level)
+    realm = rmm.find_realm(rd)
+    check_structure_args(realm, ipa, level)
+    walk = rmm.rtt_walk(realm, ipa, level - 1)
+    if walk.level < level - 1:
+        raise CommandFailure("rtt_walk", Status.ERROR_RTT, walk.level)
+    if walk.rtte.state is not TABLE:
+        raise CommandFailure("rtte_state", Status.ERROR_RTT, walk.level)
+    child = walk.rtte.addr
+    folded = s2tt.fold(rmm.rtts[child], level)
+    if folded is None:
+        raise CommandFailure("rtt_homo", Status.ERROR_RTT, level)
+
+    rmm.rtts[walk.rtt_addr][walk.index] = folded
+    del rmm.rtts[child]
+    rmm.granules[child] = GranuleState.DELEGATED
+    return (child,)
+
+
+@command(FID.RTT_READ_ENTRY, 3)
+def rtt_read_entry(rmm: Rmm, rd: int, ipa: int, level: int) -> tuple[int, ...]:
+    """B4.3.20: X1 = walk level, X2 = state, X3 = descriptor, X4 = RIPAS of the entry reached.
+
+    TABLE and Unprotected entries report RIPAS EMPTY, as the reference RMM does.
+    """
+    level = to_level(level)
+    realm = rmm.find_realm(rd)
+    if not realm.rtt_level_start <= level <= RTT_PAGE_LEVEL:
+        raise CommandFailure("level_bound")
+    if not s2tt.addr_is_level_aligned(ipa, level):
+        raise CommandFailure("ipa_align")
+    if ipa >> realm.ipa_width:
+        raise CommandFailure("ipa_bound")
+    walk = rmm.rtt_walk(realm, ipa, level)
+    entry = walk.rtte
+    state = entry.state
+    if state is UNASSIGNED:
+        return (walk.level, RmiRttEntryState.UNASSIGNED, 0, RMI_RIPAS[entry.ripas])
+    if state is ASSIGNED:
+        desc = encode_oa(entry.addr, realm.feat_lpa2)
+        return (walk.level, RmiRttEntryState.ASSIGNED, desc, RMI_RIPAS[entry.ripas])
+    if state is TABLE:
+        desc = encode_oa(entry.addr, realm.feat_lpa2)
+        return (walk.level, RmiRttEntryState.TABLE, desc, RmiRipas.EMPTY)
+    if state is ASSIGNED_NS:
+        desc = encode_oa(entry.addr, realm.feat_lpa2) | entry.attrs
+        return (walk.level, RmiRttEntryState.ASSIGNED, desc, RmiRipas.EMPTY)
+    return (walk.level, RmiRttEntryState.UNASSIGNED, 0, RmiRipas.EMPTY)
+
+
+@command(FID.RTT_MAP_UNPROTECTED, 4)
+def rtt_map_unprotected(rmm: Rmm, rd: int, ipa: int, level: int, desc: int) -> tuple[int, ...]:
+    """B4.3.19: map the NS granule (or block) that ``desc`` names at Unprotected ``ipa``."""
+    level = to_level(level)
+    realm = rmm.find_realm(rd)
+    if not max(realm.rtt_level_start, MIN_BLOCK_LEVEL) <= level <= RTT_PAGE_LEVEL:
+        raise CommandFailure("level_bound")
+    if not desc_is_valid_for_unprotected(desc, level, realm.feat_lpa2):
+        raise CommandFailure("attr_valid")
+    addr = decode_oa(desc, level, realm.feat_lpa2)
+    if not realm.feat_lpa2 and addr >= LPA2_PA_LIMIT:
+        raise CommandFailure("addr_bound")
+    check_unprotected_args(realm, ipa, level)
+    walk = rmm.rtt_walk(realm, ipa, level)
+    if walk.level < level:
+        raise CommandFailure("rtt_walk", Status.ERROR_RTT, walk.level)
+    if walk.rtte.state is not UNASSIGNED_NS:
+        raise CommandFailure("rtte_state", Status.ERROR_RTT, walk.level)
+    rmm.rtts[walk.rtt_addr][walk.index] = Rtte(ASSIGNED_NS, addr=addr, attrs=desc & DESC_HOST_ATTRS)
+    return ()
+
+
+@command(FID.RTT_UNMAP_UNPROTECTED, 3)
+def rtt_unmap_unprotected(rmm: Rmm, rd: int, ipa: int, level: int) -> tuple[int, ...]:
+    """B4.3.22: remove the mapping at Unprotected ``ipa``; X1 = top (next live IPA)."""
+    level = to_level(level)
+    realm = rmm.find_realm(rd)
+    check_unprotected_args(realm, ipa, level)
+    walk = rmm.rtt_walk(realm, ipa, level)
+    rtt = rmm.rtts[walk.rtt_addr]
+    if walk.level < level:
+        top = s2tt.skip_non_live(rtt, walk.level, ipa)
+        raise CommandFailure("rtt_walk", Status.ERROR_RTT, walk.level, (top,))
+    if walk.rtte.state is not ASSIGNED_NS:
+        top = s2tt.skip_non_live(rtt, walk.level, ipa)
+        raise CommandFailure("rtte_state", Status.ERROR_RTT, walk.level, (top,))
+    rtt[walk.index] = s2tt.RTTE_UNASSIGNED_NS
+    return (s2tt.skip_non_live(rtt, walk.level, ipa),)
+
+
+def set_ripas(rtt: list[Rtte], level: int, base: int, top: int, ripas: Ripas) -> None:
+    """RttEntriesInRangeRipas (B3.57) made true: give entries in [base, top) RIPAS ``ripas``."""
+    size = s2tt.level_size(level)
+    first = s2tt.entry_index(base, level)
+    for i in range(first, first + (top - base) // size):
+        rtt[i] = rtt[i]._replace(ripas=ripas)
+
+
+@command(FID.RTT_INIT_RIPAS, 3)
+def rtt_init_ripas(rmm: Rmm, rd: int, base: int, top: int) -> tuple[int, ...]:
+    """B4.3.18: set RIPAS RAM over [base, out_top) of a NEW realm and measure each entry.
+
+    The range ends at the first TABLE entry, at the end of the RTT the walk reached, or at the
+    last whole entry below ``top`` (RttSkipEntriesWithRipas, B3.75). X1 = out_top.
+    """
+    if top <= base:
+        raise CommandFailure("size_valid")
+    realm = rmm.find_realm(rd)
+    if not realm.is_protected((top - GRANULE_SIZE) & MASK64):
+        raise CommandFailure("top_bound")
+    if top & GRANULE_MASK:
+        raise CommandFailure("top_gran_align")
+    if realm.state is not RealmState.NEW:
+        raise CommandFailure("realm_state", Status.ERROR_REALM)
+    walk = rmm.rtt_walk(realm, base, RTT_PAGE_LEVEL)
+    if not s2tt.addr_is_level_aligned(base, walk.level):
+        raise CommandFailure("base_align", Status.ERROR_RTT, walk.level)
+    if walk.rtte.state is not UNASSIGNED:
+        raise CommandFailure("rtte_state", Status.ERROR_RTT, walk.level)
+    rtt = rmm.rtts[walk.rtt_addr]
+    walk_top = s2tt.skip_entries_with_ripas(rtt, walk.level, base, top, False)
+    if walk_top == base:
+        raise CommandFailure("no_progress", Status.ERROR_RTT, walk.level)
+
+    set_ripas(rtt, walk.level, base, walk_top, RAM)
+    realm.measurements[0] = measurement.rim_extend_ripas(
+        realm.hash_algo, realm.measurements[0], base, walk_top, s2tt.level_size(walk.level)
+    )
+    return (walk_top,)
+
+
+@command(FID.RTT_SET_RIPAS, 4)
+def rtt_set_ripas(rmm: Rmm, rd: int, rec_ptr: int, base: int, top: int) -> tuple[int, ...]:
+    """B4.3.21: apply part of the RIPAS change a REC requested; X1 = out_top (success only).
+
+    Orderings [rd_*] < [base_align, no_progress], [rec_bound, rec_gran_state] < [rec_state,
+    rec_owner], [base_bound] < [base_align], [top_gran_align] < [no_progress] hold. As in the
+    reference RMM, base_align and no_progress apply whatever the entry's current RIPAS (see
+    docs/decisions.md).
+    """
+    if top <= base:
+        raise CommandFailure("size_valid")
+    realm = rmm.find_realm(rd)
+    rec = rmm.find_rec(rec_ptr)
+    if rec.state is RecState.RUNNING:
+        raise CommandFailure("rec_state", Status.ERROR_REC)
+    if rec.owner != rd:
+        raise CommandFailure("rec_owner", Status.ERROR_REC)
+    if base != rec.ripas_addr:
+        raise CommandFailure("base_bound")
+    if top > rec.ripas_top:
+        raise CommandFailure("top_bound")
+    if top & GRANULE_MASK:
+        raise CommandFailure("top_gran_align")
+    walk = rmm.rtt_walk(realm, base, RTT_PAGE_LEVEL)
+    if not s2tt.addr_is_level_aligned(base, walk.level):
+        raise CommandFailure("base_align", Status.ERROR_RTT, walk.level)
+    rtt = rmm.rtts[walk.rtt_addr]
+    walk_top = s2tt.skip_entries_with_ripas(rtt, walk.level, base, top, not rec.ripas_destroyed)
+    if walk_top == base:
+        raise CommandFailure("no_progress", Status.ERROR_RTT, walk.level)
+
+    set_ripas(rtt, walk.level, base, walk_top, rec.ripas_value)
+    rec.ripas_addr = walk_top
+    return (walk_top,)
