@@ -10,12 +10,13 @@ from ccasim.hw.bus import MemorySystem
 from ccasim.hw.faults import ExternalAbort, GranuleProtectionFault, MemoryFault
 from ccasim.hw.gpt import GranuleProtectionTable, Pas
 from ccasim.hw.memory import GRANULE_SHIFT, GRANULE_SIZE, PhysicalMemory
-from ccasim.hw.platform import MemoryRegion, Platform, RegionKind, fvp_base
+from ccasim.hw.platform import GiB, MemoryRegion, Platform, RegionKind, fvp_base
 
 __all__ = [
     "GRANULE_SHIFT",
     "GRANULE_SIZE",
     "ExternalAbort",
+    "GiB",
     "GranuleProtectionFault",
     "GranuleProtectionTable",
     "MemoryFault",

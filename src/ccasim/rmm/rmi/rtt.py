@@ -60,21 +60,20 @@ def encode_oa(addr: int, lpa2: bool) -> int:
     return addr
 
 
-def decode_oa(desc: int, level: int, lpa2: bool) -> int:
-    """The output address a level ``level`` block or page descriptor holds."""
-    shift = s2tt.level_shift(level)
-    low = desc & ((1 << (50 if lpa2 else 48)) - 1) & ~((1 << shift) - 1)
+def decode_oa(desc: int, lpa2: bool) -> int:
+    """The output address field of a stage 2 block or page descriptor (bits [47:12], or
+    [49:12] and [9:8] with LPA2)."""
+    low = desc & ((1 << (50 if lpa2 else 48)) - 1) & ~0xFFF
     return low | ((desc >> DESC_OA_HI_SHIFT) & 0b11) << 50 if lpa2 else low
 
 
-def desc_is_valid_for_unprotected(desc: int, level: int, lpa2: bool) -> bool:
+def desc_is_valid_for_unprotected(desc: int, lpa2: bool) -> bool:
     """RttDescriptorIsValidForUnprotected (B3.56): only host-controlled fields, validly set.
 
-    Allowed: the output address (aligned to the level), MemAttr[2:0] and S2AP. Everything
-    else, including the valid and AF bits, must be zero; MemAttr 0b100 is reserved under FWB.
+    Allowed: the output address, MemAttr[2:0] and S2AP. Everything else, including the valid
+    and AF bits, must be zero; MemAttr 0b100 is reserved under FEAT_S2FWB.
     """
-    shift = s2tt.level_shift(level)
-    oa_mask = ((1 << (50 if lpa2 else 48)) - 1) & ~((1 << shift) - 1)
+    oa_mask = ((1 << (50 if lpa2 else 48)) - 1) & ~0xFFF
     if lpa2:
         oa_mask |= 0b11 << DESC_OA_HI_SHIFT
     if desc & ~(oa_mask | DESC_HOST_ATTRS):
@@ -230,11 +229,13 @@ def rtt_map_unprotected(rmm: Rmm, rd: int, ipa: int, level: int, desc: int) -> t
     realm = rmm.find_realm(rd)
     if not max(realm.rtt_level_start, MIN_BLOCK_LEVEL) <= level <= RTT_PAGE_LEVEL:
         raise CommandFailure("level_bound")
-    if not desc_is_valid_for_unprotected(desc, level, realm.feat_lpa2):
+    if not desc_is_valid_for_unprotected(desc, realm.feat_lpa2):
         raise CommandFailure("attr_valid")
-    addr = decode_oa(desc, level, realm.feat_lpa2)
-    if not realm.feat_lpa2 and addr >= LPA2_PA_LIMIT:
-        raise CommandFailure("addr_bound")
+    addr = decode_oa(desc, realm.feat_lpa2)
+    if not s2tt.addr_is_level_aligned(addr, level):
+        raise CommandFailure("addr_align")
+    # addr_bound (a PA at or above 2^48 without LPA2) cannot hold: without LPA2 the descriptor
+    # has no field for those address bits, and setting them fails attr_valid above.
     check_unprotected_args(realm, ipa, level)
     walk = rmm.rtt_walk(realm, ipa, level)
     if walk.level < level:

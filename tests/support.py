@@ -1,0 +1,212 @@
+"""Host-side helpers for the tests: a granule allocator, realm construction, state snapshots.
+
+The helpers drive the machine only through ``Machine.smc`` and NS memory, as host software
+does. Snapshots read the RMM's state directly: they are the tests' view of what the spec calls
+the command footprint, not part of the interface under test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import ccasim
+from ccasim.rmi import FID, RealmParams, RecParams, Rmi, RmiResult, Status
+from ccasim.rmi.types import RecMpidr
+from ccasim.rmm import s2tt
+
+GRANULE = 4096
+DRAM0 = 0x8000_0000
+DRAM1 = 0x88_8000_0000
+SECURE = 0x0600_0000
+DEVICE = 0x1C0B_0000
+UNPOPULATED = 0x4000_0000
+
+
+@dataclass
+class RealmHandle:
+    rd: int
+    params: RealmParams
+    params_ptr: int
+
+    @property
+    def ipa_width(self) -> int:
+        return self.params.s2sz
+
+    @property
+    def level_start(self) -> int:
+        return self.params.rtt_level_start
+
+    @property
+    def unprotected(self) -> int:
+        """The first Unprotected IPA."""
+        return 1 << (self.params.s2sz - 1)
+
+
+class Host:
+    """A test host: allocates granules from DRAM and builds realms with RMI calls."""
+
+    def __init__(self, machine: ccasim.Machine | None = None, **machine_kwargs) -> None:
+        self.m = machine if machine is not None else ccasim.Machine(trace=True, **machine_kwargs)
+        if machine is not None:
+            self.m.on_rmi(self.m.rmi_log.append)
+        self.rmi = Rmi(self.m)
+        self._next = DRAM0 + 0x100_0000
+
+    # -- granules ------------------------------------------------------------------------
+
+    def alloc(self, n: int = 1) -> int:
+        """n contiguous NS granules."""
+        pa = self._next
+        self._next += n * GRANULE
+        return pa
+
+    def delegated(self, n: int = 1) -> int:
+        """n contiguous delegated granules."""
+        pa = self.alloc(n)
+        for i in range(n):
+            self.rmi.granule_delegate(pa + i * GRANULE).check()
+        return pa
+
+    def ns_page(self, data: bytes = b"") -> int:
+        pa = self.alloc()
+        if data:
+            self.m.ns_write(pa, data.ljust(GRANULE, b"\0"))
+        return pa
+
+    # -- realms --------------------------------------------------------------------------
+
+    def realm_params(self, **overrides) -> RealmParams:
+        values = dict(s2sz=48, num_bps=1, num_wps=1, rtt_level_start=0, rtt_num_start=1, vmid=1)
+        values.update(overrides)
+        return RealmParams(**values)
+
+    def realm(self, activate: bool = False, **overrides) -> RealmHandle:
+        params = self.realm_params(**overrides)
+        if "rtt_base" not in overrides:
+            params.rtt_base = self.delegated(params.rtt_num_start)
+        rd = self.delegated()
+        ptr = self.ns_page()
+        self.rmi.realm_create(rd, ptr, params).check()
+        if activate:
+            self.rmi.realm_activate(rd).check()
+        return RealmHandle(rd, params, ptr)
+
+    def tables(self, realm: RealmHandle, ipa: int, level: int = 3) -> list[int]:
+        """Create the RTTs that map ``ipa`` down to ``level`` (skipping existing ones)."""
+        created = []
+        for lvl in range(realm.level_start + 1, level + 1):
+            base = ipa & ~((1 << s2tt.level_shift(lvl - 1)) - 1)
+            entry = self.rmi.rtt_read_entry(realm.rd, base, lvl - 1).check()
+            if entry[1] == lvl - 1 and entry[2] == 2:  # already a TABLE
+                continue
+            rtt = self.delegated()
+            self.rmi.rtt_create(realm.rd, rtt, base, lvl).check()
+            created.append(rtt)
+        return created
+
+    def rec_params(self, realm: RealmHandle, index: int = 0, runnable: bool = True, **kw):
+        aux = [self.delegated() for _ in range(self.aux_count(realm))]
+        values = dict(
+            flags=int(runnable),
+            mpidr=RecMpidr.from_index(index).encode(),
+            pc=0x8008_0000,
+            num_aux=len(aux),
+            aux=aux + [0] * (16 - len(aux)),
+        )
+        values.update(kw)
+        return RecParams(**values)
+
+    def aux_count(self, realm: RealmHandle) -> int:
+        return self.rmi.rec_aux_count(realm.rd).check()[1]
+
+    def rec(self, realm: RealmHandle, index: int = 0, runnable: bool = True, **kw) -> int:
+        params = self.rec_params(realm, index, runnable, **kw)
+        rec = self.delegated()
+        self.rmi.rec_create(realm.rd, rec, self.ns_page(), params).check()
+        return rec
+
+    def data(self, realm: RealmHandle, ipa: int, content: bytes = b"\xa5" * GRANULE) -> int:
+        self.tables(realm, ipa)
+        data = self.delegated()
+        src = self.ns_page(content)
+        self.rmi.data_create(realm.rd, data, ipa, src, 1).check()
+        return data
+
+    def block(self, realm: RealmHandle, ipa: int, measure: int = 0) -> int:
+        """Fill the 2 MiB at ``ipa`` with DATA from a 2 MiB-aligned contiguous PA range
+        (foldable into a level 2 block); returns that PA."""
+        self.tables(realm, ipa)
+        self._next = (self._next + 0x1F_FFFF) & ~0x1F_FFFF
+        pa = self.delegated(512)
+        src = self.ns_page()
+        for i in range(512):
+            self.rmi.data_create(
+                realm.rd, pa + i * GRANULE, ipa + i * GRANULE, src, measure
+            ).check()
+        return pa
+
+    # -- results -------------------------------------------------------------------------
+
+    @property
+    def last_condition(self) -> str | None:
+        return self.m.rmi_log[-1].condition
+
+
+def expect(host: Host, result: RmiResult, status: Status, index: int = 0, condition=None) -> None:
+    """Assert an RMI result: its status, index and (if given) the failure condition ID."""
+    assert (result.status, result.index) == (status, index), (
+        f"{result}: expected {status.name} {index}, condition {host.last_condition}"
+    )
+    if condition is not None:
+        assert host.last_condition == condition, f"{result}: condition {host.last_condition}"
+
+
+# -- state snapshots ----------------------------------------------------------------------
+
+
+def snapshot(m: ccasim.Machine) -> dict:
+    """Everything the RMM and the memory system hold, keyed so that two snapshots can be diffed."""
+    rmm = m._rmm
+    state: dict = {}
+    for pa, st in rmm.granules.items():
+        state["granule", pa] = st
+    for rd, realm in rmm.realms.items():
+        for k, v in dataclasses.asdict(realm).items():
+            state["realm", rd, k] = v
+    for addr, rec in rmm.recs.items():
+        for k, v in dataclasses.asdict(rec).items():
+            state["rec", addr, k] = v
+    for pa, rtt in rmm.rtts.items():
+        for i, e in enumerate(rtt):
+            state["rtte", pa, i] = e
+    for v in rmm.vmids:
+        state["vmid", v] = True
+    for pa, pas in m.memory.gpt.changed_granules().items():
+        state["gpt", pa] = pas
+    for gidx, page in m.memory.memory._granules.items():
+        state["mem", gidx << 12] = bytes(page)
+    return state
+
+
+def diff(before: dict, after: dict) -> set:
+    """Keys whose value differs (or that appear or disappear) between two snapshots."""
+    return {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+
+
+def call_changes(host: Host, fid: FID, *args: int) -> tuple[RmiResult, set]:
+    """Make an RMI call; return its result and the set of state keys it changed."""
+    before = snapshot(host.m)
+    result = host.rmi.call(fid, *args)
+    return result, diff(before, snapshot(host.m))
+
+
+def expect_failure(
+    host: Host, fid: FID, args: tuple[int, ...], status: Status, index: int, condition: str
+) -> RmiResult:
+    """Call, and assert the command failed with this return code and condition, changing
+    nothing (B1.6: a failing command is aborted)."""
+    result, changed = call_changes(host, fid, *args)
+    expect(host, result, status, index, condition)
+    assert changed == set(), f"failed command changed {sorted(map(str, changed))[:5]}"
+    return result
