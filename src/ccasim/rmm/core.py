@@ -87,6 +87,8 @@ class Rmm:
         else:
             handler, nargs = command
             condition = None
+            if len(args) < nargs:  # registers the caller did not set hold zero
+                args = args + (0,) * (nargs - len(args))
             try:
                 outputs = handler(self, *args[:nargs])
                 result = (0, *outputs, *NO_OUTPUTS[len(outputs) :])
