@@ -7,22 +7,14 @@ physical memory through the Non-secure PAS.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable
-from itertools import repeat
 
 from ccasim.el3.monitor import Monitor
 from ccasim.hw.bus import MemorySystem
 from ccasim.hw.gpt import Pas
 from ccasim.hw.platform import Platform, fvp_base
-from ccasim.rmi.types import MASK64
 from ccasim.rmm.core import RmiCall, Rmm
 from ccasim.rmm.features import RmmFeatures
-
-#: SMCCC 1.2 passes arguments in X1..X17.
-MAX_SMC_ARGS = 17
-
-_and = operator.and_
 
 
 class Machine:
@@ -58,6 +50,8 @@ class Machine:
         self.monitor = Monitor(self.memory)
         self._rmm = Rmm(self.memory, self.monitor, features)
         self.monitor.rmm = self._rmm
+        # An SMC from the Normal world traps straight to EL3.
+        self.smc = self.monitor.smc_from_ns
         self.rmi_log: list[RmiCall] = []
         if trace:
             self.on_rmi(self.rmi_log.append)
@@ -68,12 +62,10 @@ class Machine:
         """Execute an SMC from the Normal world with X0 = ``fid`` and X1.. = ``args``.
 
         Values are taken as the 64-bit registers would hold them (negative numbers in two's
-        complement). Returns X0..X4; registers a command does not write read as 0.
+        complement); at most 17 argument registers (SMCCC 1.2). Returns X0..X4; registers a
+        command does not write read as 0. (Bound in ``__init__`` to the EL3 monitor's entry.)
         """
-        if len(args) > MAX_SMC_ARGS:
-            raise TypeError(f"an SMC has at most {MAX_SMC_ARGS} argument registers")
-        regs = tuple(map(_and, args, repeat(MASK64)))
-        return self.monitor.smc_from_ns(_and(fid, MASK64), regs)
+        return self.monitor.smc_from_ns(fid, *args)
 
     def ns_write(self, pa: int, data: bytes) -> None:
         """A Normal-world write to physical memory (raises GranuleProtectionFault if not NS)."""

@@ -6,10 +6,12 @@ granule transition service (GTSI delegate/undelegate), as TF-RMM does with TF-A.
 
 from __future__ import annotations
 
+import operator
 from typing import TYPE_CHECKING
 
 from ccasim.hw.bus import MemorySystem
 from ccasim.hw.gpt import Pas
+from ccasim.rmi.types import MASK64
 from ccasim.rmi.fid import (
     RMI_FID_FIRST,
     RMI_FID_LAST,
@@ -19,6 +21,11 @@ from ccasim.rmi.fid import (
 
 if TYPE_CHECKING:
     from ccasim.rmm.core import Rmm
+
+#: SMCCC 1.2 passes arguments in X1..X17.
+MAX_SMC_ARGS = 17
+_MASKS = (MASK64,) * MAX_SMC_ARGS
+_and = operator.and_
 
 #: SMCCC 1.3: the version that lets callers mark SVE state as not live (B1.1).
 SMCCC_VERSION_1_3 = 0x1_0003
@@ -33,8 +40,15 @@ class Monitor:
         self.memory = memory
         self.rmm: Rmm | None = None
 
-    def smc_from_ns(self, x0: int, args: tuple[int, ...]) -> tuple[int, int, int, int, int]:
-        """An SMC from the Normal world: X0 = ``x0``, X1.. = ``args``. Returns X0..X4."""
+    def smc_from_ns(self, x0: int, *args: int) -> tuple[int, int, int, int, int]:
+        """An SMC from the Normal world: X0 = ``x0``, X1.. = ``args``. Returns X0..X4.
+
+        Register values are taken modulo 2^64, as a 64-bit register holds them. An SMC FID
+        is the low 32 bits of X0, without the SMCCC 1.3 SVE hint (bit 16).
+        """
+        if len(args) > MAX_SMC_ARGS:
+            raise TypeError(f"an SMC has at most {MAX_SMC_ARGS} argument registers")
+        args = tuple(map(_and, args, _MASKS))
         fid = x0 & 0xFFFF_FFFF & ~SMCCC_SVE_HINT
         if RMI_FID_FIRST <= fid <= RMI_FID_LAST and self.rmm is not None:
             return self.rmm.handle_rmi(fid, args)
@@ -46,16 +60,8 @@ class Monitor:
 
     def gtsi_delegate(self, pa: int) -> bool:
         """Move the granule at ``pa`` from the NS PAS to the Realm PAS."""
-        gpt = self.memory.gpt
-        if gpt.pas(pa) is not Pas.NS:
-            return False
-        gpt.set_pas(pa, Pas.REALM)
-        return True
+        return self.memory.gpt.transition(pa, Pas.NS, Pas.REALM)
 
     def gtsi_undelegate(self, pa: int) -> bool:
         """Move the granule at ``pa`` from the Realm PAS back to the NS PAS."""
-        gpt = self.memory.gpt
-        if gpt.pas(pa) is not Pas.REALM:
-            return False
-        gpt.set_pas(pa, Pas.NS)
-        return True
+        return self.memory.gpt.transition(pa, Pas.REALM, Pas.NS)

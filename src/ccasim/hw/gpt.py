@@ -48,6 +48,18 @@ class GranuleProtectionTable:
         else:
             self._changed[gidx] = pas
 
+    def transition(self, pa: int, old: Pas, new: Pas) -> bool:
+        """Change the granule at ``pa`` from ``old`` to ``new``; False if it is not in ``old``."""
+        gidx = pa >> GRANULE_SHIFT
+        current = self._changed.get(gidx)
+        if (current if current is not None else self._default_pas(pa)) is not old:
+            return False
+        if new is self._default_pas(pa):
+            del self._changed[gidx]
+        else:
+            self._changed[gidx] = new
+        return True
+
     def changed_granules(self) -> dict[int, Pas]:
         """Granule base addresses whose PAS differs from the boot-time default."""
         return {gidx << GRANULE_SHIFT: pas for gidx, pas in self._changed.items()}

@@ -75,25 +75,29 @@ class Platform:
             if r.top > 1 << pa_bits:
                 raise ValueError(f"region {r.name!r} ends above the {pa_bits}-bit PA space")
         self._bases = [r.base for r in self.regions]
+        self._tops = [r.top for r in self.regions]
+        delegable = [r for r in self.regions if r.delegable]
+        self._delegable_bases = [r.base for r in delegable]
+        self._delegable_tops = [r.top for r in delegable]
 
     def region_at(self, pa: int) -> MemoryRegion | None:
         """The region containing ``pa``, or None where nothing is populated."""
         i = bisect.bisect_right(self._bases, pa) - 1
-        if i >= 0:
-            r = self.regions[i]
-            if pa < r.top:
-                return r
+        if i >= 0 and pa < self._tops[i]:
+            return self.regions[i]
         return None
 
     def is_delegable(self, pa: int) -> bool:
         """PaIsDelegable (B3.25): firmware lets the granule at ``pa`` move to the Realm PAS."""
-        r = self.region_at(pa)
-        return r is not None and r.delegable
+        i = bisect.bisect_right(self._delegable_bases, pa) - 1
+        return i >= 0 and pa < self._delegable_tops[i]
 
     def boot_pas(self, pa: int) -> Pas:
         """The PAS the GPT gives ``pa`` at boot (unpopulated addresses are Non-secure)."""
-        r = self.region_at(pa)
-        return r.pas if r is not None else Pas.NS
+        i = bisect.bisect_right(self._bases, pa) - 1
+        if i >= 0 and pa < self._tops[i]:
+            return self.regions[i].pas
+        return Pas.NS
 
     def describe(self) -> str:
         lines = [f"PA space: {self.pa_bits} bits"]

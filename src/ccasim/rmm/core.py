@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 UNDELEGATED = GranuleState.UNDELEGATED
 NO_OUTPUTS = (0, 0, 0, 0)
+SUCCESS = (0, 0, 0, 0, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,15 +73,16 @@ class Rmm:
         self.vmids: set[int] = set()
         self.log: Callable[[RmiCall], None] | None = None
         self._delegable = memory.platform.is_delegable
+        from ccasim.rmm.rmi import COMMANDS  # the handlers import this module
+
+        self._commands = COMMANDS
         self._pa_limit = 1 << memory.platform.pa_bits
 
     # -- dispatch ------------------------------------------------------------------------------
 
     def handle_rmi(self, fid: int, args: tuple[int, ...]) -> tuple[int, int, int, int, int]:
         """Run the RMI command ``fid`` with X1.. = ``args``; return X0..X4."""
-        from ccasim.rmm.rmi import COMMANDS
-
-        command = COMMANDS.get(fid)
+        command = self._commands.get(fid)
         if command is None:
             result = (SMCCC_NOT_SUPPORTED, *NO_OUTPUTS)
             condition = None
@@ -91,7 +93,7 @@ class Rmm:
                 args = args + (0,) * (nargs - len(args))
             try:
                 outputs = handler(self, *args[:nargs])
-                result = (0, *outputs, *NO_OUTPUTS[len(outputs) :])
+                result = (0, *outputs, *NO_OUTPUTS[len(outputs) :]) if outputs else SUCCESS
             except CommandFailure as failure:
                 condition = failure.condition
                 outs = failure.outputs
@@ -141,7 +143,7 @@ class Rmm:
 
     def read_ns_granule(self, addr: int) -> bytes:
         """Read a whole NS granule the host passed (already checked by expect_ns_granule)."""
-        return bytes(self.mem.memory.granule(addr))
+        return self.mem.memory.granule(addr)
 
     def delegable_delegated(self, addr: int) -> bool:
         """PaIsDelegable(addr) and Granule(addr).state == DELEGATED (as in AuxStateEqual, B3.13)."""

@@ -7,6 +7,7 @@ with TF-RMM: 48-bit IPAs, SHA-256 and SHA-512, SVE up to the largest vector leng
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from ccasim.rmi.types import FeatureRegister0
@@ -35,6 +36,8 @@ class RmmFeatures:
     rec_aux_count: int = 16
     vmid_bits: int = 16
     min_ipa_width: int = 32
+    #: RmiFeatureRegister0 (B4.4.6) as RMI_FEATURES returns it for index 0 (derived).
+    register0: int = dataclasses.field(init=False, repr=False, compare=False, default=0)
 
     def __post_init__(self) -> None:
         checks = [
@@ -53,11 +56,13 @@ class RmmFeatures:
             if not ok:
                 raise ValueError(f"unsupported RMM feature value: {name}")
 
+        object.__setattr__(self, "register0", self._encode_register0())
+
     @property
     def max_recs(self) -> int:
         return (1 << self.max_recs_order) - 1
 
-    def register0(self) -> int:
+    def _encode_register0(self) -> int:
         """RmiFeatureRegister0 (B4.4.6) as RMI_FEATURES returns it for index 0."""
         return FeatureRegister0(
             s2sz=self.max_ipa_width,

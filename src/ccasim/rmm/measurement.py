@@ -22,19 +22,22 @@ DESC_TYPE_DATA = 0x0
 DESC_TYPE_REC = 0x1
 DESC_TYPE_RIPAS = 0x2
 
+# The 256-byte descriptors, unused bytes zero (MBZ).
 # RmmMeasurementDescriptorData (C1.11): desc_type, len, rim, ipa, flags, content.
-_DESC_DATA = struct.Struct("<B7xQ64sQQ64s")
+_DESC_DATA = struct.Struct("<B7xQ64sQQ64s96x")
 # RmmMeasurementDescriptorRec (C1.12): desc_type, len, rim, content.
-_DESC_REC = struct.Struct("<B7xQ64s64s")
+_DESC_REC = struct.Struct("<B7xQ64s64s112x")
 # RmmMeasurementDescriptorRipas (C1.13): desc_type, len, rim, base, top.
-_DESC_RIPAS = struct.Struct("<B7xQ64sQQ")
+_DESC_RIPAS = struct.Struct("<B7xQ64sQQ160x")
+assert _DESC_DATA.size == _DESC_REC.size == _DESC_RIPAS.size == DESCRIPTOR_SIZE
 
-_PAD = {s: bytes(DESCRIPTOR_SIZE - s.size) for s in (_DESC_DATA, _DESC_REC, _DESC_RIPAS)}
+
+_HASH = {HashAlgorithm.SHA_256: hashlib.sha256, HashAlgorithm.SHA_512: hashlib.sha512}
 
 
 def measure(algo: HashAlgorithm, data: bytes) -> bytes:
     """Hash ``data`` with the realm hash algorithm, zero filled to 64 bytes."""
-    return hashlib.new(algo.hashlib_name, data).digest().ljust(MEASUREMENT_SIZE, b"\0")
+    return _HASH[algo](data).digest().ljust(MEASUREMENT_SIZE, b"\0")
 
 
 def rim_init(algo: HashAlgorithm, params: RealmParams) -> bytes:
@@ -57,8 +60,7 @@ def rim_init(algo: HashAlgorithm, params: RealmParams) -> bytes:
 
 def data_descriptor(rim: bytes, ipa: int, flags: int, content_hash: bytes) -> bytes:
     """The 256-byte RmmMeasurementDescriptorData (C1.11)."""
-    body = _DESC_DATA.pack(DESC_TYPE_DATA, DESCRIPTOR_SIZE, rim, ipa, flags, content_hash)
-    return body + _PAD[_DESC_DATA]
+    return _DESC_DATA.pack(DESC_TYPE_DATA, DESCRIPTOR_SIZE, rim, ipa, flags, content_hash)
 
 
 def rim_extend_data(
@@ -73,14 +75,12 @@ def rim_extend_rec(algo: HashAlgorithm, rim: bytes, params: RecParams) -> bytes:
     """RimExtendRec (B3.45, B4.3.12.4): flags, pc and gprs of RmiRecParams, then the descriptor."""
     measured = RecParams(flags=params.flags, pc=params.pc, gprs=list(params.gprs))
     content = measure(algo, measured.pack())
-    body = _DESC_REC.pack(DESC_TYPE_REC, DESCRIPTOR_SIZE, rim, content)
-    return measure(algo, body + _PAD[_DESC_REC])
+    return measure(algo, _DESC_REC.pack(DESC_TYPE_REC, DESCRIPTOR_SIZE, rim, content))
 
 
 def rim_extend_ripas_entry(algo: HashAlgorithm, rim: bytes, base: int, top: int) -> bytes:
     """One step of RimExtendRipas (B3.46, B3.47, B4.3.18.4) for an entry covering [base, top)."""
-    body = _DESC_RIPAS.pack(DESC_TYPE_RIPAS, DESCRIPTOR_SIZE, rim, base, top)
-    return measure(algo, body + _PAD[_DESC_RIPAS])
+    return measure(algo, _DESC_RIPAS.pack(DESC_TYPE_RIPAS, DESCRIPTOR_SIZE, rim, base, top))
 
 
 def rim_extend_ripas(

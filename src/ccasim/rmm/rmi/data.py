@@ -59,9 +59,9 @@ def data_create(rmm: Rmm, rd: int, data: int, ipa: int, src: int, flags: int) ->
         raise CommandFailure("realm_state", Status.ERROR_REALM)
     walk = find_page_entry(rmm, realm, data, ipa)
 
-    memory = rmm.mem.memory
-    memory.copy_granule(data, src)
-    content = memory.granule(data) if flags == DATA_MEASURE_CONTENT else None
+    content = rmm.mem.memory.copy_granule(data, src)
+    if flags != DATA_MEASURE_CONTENT:
+        content = None
     realm.measurements[0] = measurement.rim_extend_data(
         realm.hash_algo, realm.measurements[0], ipa, flags, content
     )

@@ -29,4 +29,4 @@ def version(rmm: Rmm, req: int) -> tuple[int, ...]:
 @command(FID.FEATURES, 1)
 def features(rmm: Rmm, index: int) -> tuple[int, ...]:
     """B4.3.4: feature register ``index``; only register 0 exists, others read as zero."""
-    return (rmm.features.register0() if index == 0 else 0,)
+    return (rmm.features.register0 if index == 0 else 0,)
