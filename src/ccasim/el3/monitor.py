@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING
 
 from ccasim.hw.bus import MemorySystem
 from ccasim.hw.gpt import Pas
-from ccasim.rmi.types import MASK64
 from ccasim.rmi.fid import (
     RMI_FID_FIRST,
     RMI_FID_LAST,
     SMCCC_NOT_SUPPORTED,
     SMCCC_VERSION,
 )
+from ccasim.rmi.types import MASK64
 
 if TYPE_CHECKING:
     from ccasim.rmm.core import Rmm
