@@ -8,3 +8,41 @@ sys.path.insert(0, os.path.dirname(__file__))
 settings.register_profile("ci", deadline=None, max_examples=60)
 settings.register_profile("long", deadline=None, max_examples=2000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def _whole_suite(config) -> bool:
+    """The run covers every test: no paths, -k or -m given."""
+    args = [a for a in config.invocation_params.args if not a.startswith("-")]
+    return not args and not config.option.keyword and not config.option.markexpr
+
+
+def _missing_conditions():
+    from spec import UNREACHABLE, failure_conditions
+    from support import OBSERVED_FAILURES
+
+    missing = []
+    for fid, conditions in sorted(failure_conditions().items()):
+        for cond in conditions:
+            if (fid, cond) not in OBSERVED_FAILURES and (fid, cond) not in UNREACHABLE:
+                missing.append(f"RMI_{fid.name}.{cond}")
+    return missing
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    from spec import UNREACHABLE, failure_conditions
+
+    total = sum(len(c) for c in failure_conditions().values())
+    missing = _missing_conditions()
+    covered = total - len(missing) - len(UNREACHABLE)
+    line = (
+        f"spec coverage: {covered} of {total} RMI failure conditions exercised, "
+        f"{len(UNREACHABLE)} unreachable in a sequential model"
+    )
+    if missing and _whole_suite(config):
+        line += f"; NOT EXERCISED: {', '.join(missing)}"
+    terminalreporter.write_line(line)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if exitstatus == 0 and _whole_suite(session.config) and _missing_conditions():
+        session.exitstatus = 1

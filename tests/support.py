@@ -15,6 +15,9 @@ from ccasim.rmi import FID, RealmParams, RecParams, Rmi, RmiResult, Status
 from ccasim.rmi.types import RecMpidr
 from ccasim.rmm import s2tt
 
+#: (fid, condition) of every failure any test machine reported: the suite's spec coverage.
+OBSERVED_FAILURES: set[tuple[int, str]] = set()
+
 GRANULE = 4096
 DRAM0 = 0x8000_0000
 DRAM1 = 0x88_8000_0000
@@ -47,11 +50,15 @@ class Host:
     """A test host: allocates granules from DRAM and builds realms with RMI calls."""
 
     def __init__(self, machine: ccasim.Machine | None = None, **machine_kwargs) -> None:
-        self.m = machine if machine is not None else ccasim.Machine(trace=True, **machine_kwargs)
-        if machine is not None:
-            self.m.on_rmi(self.m.rmi_log.append)
+        self.m = machine if machine is not None else ccasim.Machine(**machine_kwargs)
+        self.m.on_rmi(self._record)
         self.rmi = Rmi(self.m)
         self._next = DRAM0 + 0x100_0000
+
+    def _record(self, call) -> None:
+        self.m.rmi_log.append(call)
+        if call.condition is not None:
+            OBSERVED_FAILURES.add((call.fid, call.condition))
 
     # -- granules ------------------------------------------------------------------------
 

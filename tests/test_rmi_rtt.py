@@ -137,6 +137,7 @@ def test_rtt_create_unfolds_a_protected_block_with_its_ripas():
     "args, cond",
     [
         (("rd+1", 0, 1), "rd_align"),
+        (("unpopulated", 0, 1), "rd_bound"),
         (("ns", 0, 1), "rd_state"),
         (("rd", 0, 0), "level_bound"),
         (("rd", 0x1000, 2), "ipa_align"),
@@ -148,7 +149,9 @@ def test_rtt_destroy_input_failures(args, cond):
     host = Host()
     realm = host.realm()
     host.tables(realm, 0, 3)
-    rd = {"rd+1": realm.rd + 1, "ns": host.alloc(), "rd": realm.rd}[args[0]]
+    rd = {"rd+1": realm.rd + 1, "unpopulated": UNPOPULATED, "ns": host.alloc(), "rd": realm.rd}[
+        args[0]
+    ]
     x = expect_failure(host, FID.RTT_DESTROY, (rd, *args[1:]), INPUT, 0, cond)
     assert x[1:3] == (0, 0)
 
@@ -297,6 +300,7 @@ def test_rtt_read_entry_failures():
     realm = host.realm()
     for args, cond in [
         ((realm.rd + 1, 0, 0), "rd_align"),
+        ((UNPOPULATED, 0, 0), "rd_bound"),
         ((DRAM0, 0, 0), "rd_state"),
         ((realm.rd, 0, -1), "level_bound"),
         ((realm.rd, 0, 4), "level_bound"),
@@ -387,6 +391,7 @@ def test_unmap_unprotected_failures():
     host.tables(realm, ipa, 2)
     for args, cond in [
         ((realm.rd + 1, ipa, 3), "rd_align"),
+        ((UNPOPULATED, ipa, 3), "rd_bound"),
         ((host.delegated(), ipa, 3), "rd_state"),
         ((realm.rd, ipa, 0), "level_bound"),
         ((realm.rd, ipa + 0x1000, 2), "ipa_align"),
