@@ -420,3 +420,37 @@ def test_level_size_and_index_helpers():
         1 << 12,
     ]
     assert s2tt.entry_index(0x20_3000, 3) == 3 and s2tt.entry_index(0x20_3000, 2) == 1
+
+
+# -- LPA2 ----------------------------------------------------------------------------------
+
+
+def lpa2_realm():
+    """A 52-bit platform with NS DRAM at 2^51, and a 52-bit LPA2 realm starting at level -1."""
+    from ccasim.hw import GiB, MemoryRegion, Platform, fvp_base
+    from ccasim.rmi.types import REALM_FLAG_LPA2
+
+    regions = [*fvp_base(52).regions, MemoryRegion("dram-top", 1 << 51, GiB)]
+    host = Host(platform=Platform(regions, 52))
+    realm = host.realm(flags=REALM_FLAG_LPA2, s2sz=52, rtt_level_start=-1)
+    return host, realm
+
+
+def test_lpa2_unprotected_mapping_of_a_pa_above_2_50():
+    """A5.5.11 / B4.3.19.1.1: with LPA2 the descriptor carries OA[51:50] in bits [9:8]."""
+    host, realm = lpa2_realm()
+    ipa = realm.unprotected
+    host.tables(realm, ipa, 3)
+    pa = (1 << 51) + 0x5000
+    desc = (pa & ((1 << 50) - 1)) | ((pa >> 50) & 3) << 8 | NS_ATTRS
+    assert host.rmi.rtt_map_unprotected(realm.rd, ipa, 3, desc).ok
+    assert host.rmi.rtt_read_entry(realm.rd, ipa, 3)[1:] == (3, 1, desc, 0)
+
+
+def test_lpa2_level_minus_one_rtt_has_16_entries():
+    """Level -1 resolves IPA bits [51:48]: top of a miss at level -1 is the end of the 2^52
+    IPA space, not 512 entries further."""
+    host, realm = lpa2_realm()
+    # the index field holds the level as an 8-bit value: level -1 is 0xFF
+    x = expect_failure(host, FID.DATA_DESTROY, (realm.rd, 0x1000), RTT, 0xFF, "rtt_walk")
+    assert x[2] == 1 << 52

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 UNDELEGATED = GranuleState.UNDELEGATED
 NO_OUTPUTS = (0, 0, 0, 0)
 SUCCESS = (0, 0, 0, 0, 0)
+NOT_SUPPORTED = (SMCCC_NOT_SUPPORTED, 0, 0, 0, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,27 +84,23 @@ class Rmm:
     def handle_rmi(self, fid: int, args: tuple[int, ...]) -> tuple[int, int, int, int, int]:
         """Run the RMI command ``fid`` with X1.. = ``args``; return X0..X4."""
         command = self._commands.get(fid)
+        condition = None
         if command is None:
-            result = (SMCCC_NOT_SUPPORTED, *NO_OUTPUTS)
-            condition = None
+            regs, result = args, NOT_SUPPORTED
         else:
             handler, nargs = command
-            condition = None
             if len(args) < nargs:  # registers the caller did not set hold zero
-                args = args + (0,) * (nargs - len(args))
+                args += (0,) * (nargs - len(args))
+            regs = args[:nargs]
             try:
-                outputs = handler(self, *args[:nargs])
+                outputs = handler(self, *regs)
                 result = (0, *outputs, *NO_OUTPUTS[len(outputs) :]) if outputs else SUCCESS
             except CommandFailure as failure:
-                condition = failure.condition
-                outs = failure.outputs
-                result = (
-                    return_code(failure.status, failure.index),
-                    *outs,
-                    *NO_OUTPUTS[len(outs) :],
-                )
+                condition, outputs = failure.condition, failure.outputs
+                x0 = return_code(failure.status, failure.index)
+                result = (x0, *outputs, *NO_OUTPUTS[len(outputs) :])
         if self.log is not None:
-            self.log(RmiCall(fid, args[: command[1]] if command else args, result, condition))
+            self.log(RmiCall(fid, regs, result, condition))
         return result  # type: ignore[return-value]
 
     # -- granules ------------------------------------------------------------------------------

@@ -44,6 +44,11 @@ RTTE_UNASSIGNED_EMPTY = Rtte(UNASSIGNED, EMPTY)
 RTTE_UNASSIGNED_NS = Rtte(UNASSIGNED_NS)
 
 
+def entries_per_rtt(level: int) -> int:
+    """Entries in one RTT: 512, except 16 at level -1 (LPA2 resolves IPA bits [51:48] there)."""
+    return 16 if level == RTT_MIN_LEVEL_LPA2 else RTT_ENTRIES
+
+
 def level_shift(level: int) -> int:
     """log2 of the IPA range one entry of a level ``level`` RTT maps (4 KiB granule)."""
     return 12 + 9 * (RTT_PAGE_LEVEL - level)
@@ -119,10 +124,10 @@ def skip_non_live(rtt: list[Rtte], level: int, ipa: int) -> int:
         return ipa
     size = level_size(level)
     base = ipa & ~(size * RTT_ENTRIES - 1)
-    for i in range(index + 1, RTT_ENTRIES):
+    for i in range(index + 1, len(rtt)):
         if is_live_entry(rtt[i]):
             return base + i * size
-    return base + RTT_ENTRIES * size
+    return base + len(rtt) * size
 
 
 def skip_entries_with_ripas(
@@ -136,8 +141,8 @@ def skip_entries_with_ripas(
     """
     size = level_size(level)
     rtt_base = base & ~(size * RTT_ENTRIES - 1)
-    result = rtt_base + RTT_ENTRIES * size
-    for i in range(entry_index(base, level), RTT_ENTRIES):
+    result = rtt_base + len(rtt) * size
+    for i in range(entry_index(base, level), len(rtt)):
         e = rtt[i]
         if e.state is TABLE or (stop_at_destroyed and e.ripas is DESTROYED):
             result = rtt_base + i * size

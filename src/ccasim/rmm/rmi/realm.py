@@ -69,7 +69,7 @@ def starting_rtt(rtt_index: int, level: int, ipa_width: int) -> list[s2tt.Rtte]:
     first_ipa = rtt_index * s2tt.RTT_ENTRIES * size
     return [
         s2tt.RTTE_UNASSIGNED_EMPTY if first_ipa + i * size < par_size else s2tt.RTTE_UNASSIGNED_NS
-        for i in range(s2tt.RTT_ENTRIES)
+        for i in range(s2tt.entries_per_rtt(level))
     ]
 
 

@@ -23,7 +23,6 @@ from ccasim.rmm.s2tt import (
     UNASSIGNED,
     UNASSIGNED_NS,
     Rtte,
-    Walk,
 )
 from ccasim.rmm.types import GranuleState, RealmState, RecState, Ripas
 
@@ -105,18 +104,6 @@ def check_unprotected_args(realm: Realm, ipa: int, level: int) -> None:
         raise CommandFailure("ipa_bound")
 
 
-def walk_to_parent(rmm: Rmm, realm: Realm, ipa: int, level: int) -> Walk:
-    """Walk to the level - 1 entry that does (or would) point to the level ``level`` RTT.
-
-    rtt_walk fails with RMI_ERROR_RTT at the level where the walk stopped.
-    """
-    walk = rmm.rtt_walk(realm, ipa, level - 1)
-    if walk.level < level - 1:
-        top = s2tt.skip_non_live(rmm.rtts[walk.rtt_addr], walk.level, ipa)
-        raise CommandFailure("rtt_walk", Status.ERROR_RTT, walk.level, (0, top))
-    return walk
-
-
 @command(FID.RTT_CREATE, 4)
 def rtt_create(rmm: Rmm, rd: int, rtt: int, ipa: int, level: int) -> tuple[int, ...]:
     """B4.3.15: create a level ``level`` RTT below the entry for ``ipa``, unfolding it (A5.5.7).
@@ -151,8 +138,11 @@ def rtt_destroy(rmm: Rmm, rd: int, ipa: int, level: int) -> tuple[int, ...]:
     level = to_level(level)
     realm = rmm.find_realm(rd)
     check_structure_args(realm, ipa, level)
-    walk = walk_to_parent(rmm, realm, ipa, level)
+    walk = rmm.rtt_walk(realm, ipa, level - 1)
     parent = rmm.rtts[walk.rtt_addr]
+    if walk.level < level - 1:
+        top = s2tt.skip_non_live(parent, walk.level, ipa)
+        raise CommandFailure("rtt_walk", Status.ERROR_RTT, walk.level, (0, top))
     if walk.rtte.state is not TABLE:
         top = s2tt.skip_non_live(parent, walk.level, ipa)
         raise CommandFailure("rtte_state", Status.ERROR_RTT, walk.level, (0, top))
@@ -264,7 +254,7 @@ def rtt_unmap_unprotected(rmm: Rmm, rd: int, ipa: int, level: int) -> tuple[int,
     return (s2tt.skip_non_live(rtt, walk.level, ipa),)
 
 
-def set_ripas(rtt: list[Rtte], level: int, base: int, top: int, ripas: Ripas) -> None:
+def assign_ripas(rtt: list[Rtte], level: int, base: int, top: int, ripas: Ripas) -> None:
     """RttEntriesInRangeRipas (B3.57) made true: give entries in [base, top) RIPAS ``ripas``."""
     size = s2tt.level_size(level)
     first = s2tt.entry_index(base, level)
@@ -298,7 +288,7 @@ def rtt_init_ripas(rmm: Rmm, rd: int, base: int, top: int) -> tuple[int, ...]:
     if walk_top == base:
         raise CommandFailure("no_progress", Status.ERROR_RTT, walk.level)
 
-    set_ripas(rtt, walk.level, base, walk_top, RAM)
+    assign_ripas(rtt, walk.level, base, walk_top, RAM)
     realm.measurements[0] = measurement.rim_extend_ripas(
         realm.hash_algo, realm.measurements[0], base, walk_top, s2tt.level_size(walk.level)
     )
@@ -336,6 +326,6 @@ def rtt_set_ripas(rmm: Rmm, rd: int, rec_ptr: int, base: int, top: int) -> tuple
     if walk_top == base:
         raise CommandFailure("no_progress", Status.ERROR_RTT, walk.level)
 
-    set_ripas(rtt, walk.level, base, walk_top, rec.ripas_value)
+    assign_ripas(rtt, walk.level, base, walk_top, rec.ripas_value)
     rec.ripas_addr = walk_top
     return (walk_top,)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ccasim.psci import (
-    AFFINITY_INFO_FIDS,
     AFFINITY_OFF,
     AFFINITY_ON,
     CPU_ON_FIDS,
@@ -100,10 +99,8 @@ def psci_complete(rmm: Rmm, calling_rec: int, target_rec: int, status: int) -> t
             target.pc = entry
             target.runnable = True
             result = PsciReturn.SUCCESS.encode()
-    elif fid in AFFINITY_INFO_FIDS:
+    else:  # a pending request is CPU_ON or AFFINITY_INFO (A4.3.7)
         result = AFFINITY_ON if target.runnable else AFFINITY_OFF
-    else:  # pending requests are only ever CPU_ON or AFFINITY_INFO
-        result = PsciReturn.SUCCESS.encode()
     calling.gprs[0] = result & MASK64
     calling.gprs[1] = calling.gprs[2] = calling.gprs[3] = 0
     calling.psci_pending = PsciPending.NONE
