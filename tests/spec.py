@@ -6,13 +6,18 @@ comes from the spec itself, not from the model.
 
 from __future__ import annotations
 
+import os
 import re
 from functools import cache
 from pathlib import Path
 
 from ccasim.rmi import FID
 
-SPEC = Path(__file__).resolve().parents[2] / "shared" / "spec" / "rmm-1.0"
+#: The spec Markdown: ../shared/spec/rmm-1.0 beside the repository, or $CCASIM_SPEC_DIR.
+SPEC = Path(
+    os.environ.get("CCASIM_SPEC_DIR")
+    or Path(__file__).resolve().parents[2] / "shared" / "spec" / "rmm-1.0"
+)
 
 #: Conditions a sequential single-CPU model cannot reach, with the reason (docs/decisions.md).
 UNREACHABLE = {

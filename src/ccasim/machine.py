@@ -51,7 +51,7 @@ class Machine:
         self._rmm = Rmm(self.memory, self.monitor, features)
         self.monitor.rmm = self._rmm
         # An SMC from the Normal world traps straight to EL3.
-        self.smc = self.monitor.smc_from_ns
+        self.smc = self.monitor.smc_from_ns  # type: ignore[method-assign, assignment]
         self.rmi_log: list[RmiCall] = []
         if trace:
             self.on_rmi(self.rmi_log.append)

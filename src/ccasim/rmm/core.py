@@ -85,6 +85,7 @@ class Rmm:
         """Run the RMI command ``fid`` with X1.. = ``args``; return X0..X4."""
         command = self._commands.get(fid)
         condition = None
+        result: tuple[int, ...]
         if command is None:
             regs, result = args, NOT_SUPPORTED
         else:
@@ -101,7 +102,7 @@ class Rmm:
                 result = (x0, *outputs, *NO_OUTPUTS[len(outputs) :])
         if self.log is not None:
             self.log(RmiCall(fid, regs, result, condition))
-        return result  # type: ignore[return-value]
+        return result  # type: ignore[return-value]  # always five registers
 
     # -- granules ------------------------------------------------------------------------------
 

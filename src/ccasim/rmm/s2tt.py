@@ -94,11 +94,12 @@ def starting_level_rtts(ipa_width: int, level_start: int, lpa2: bool) -> int:
 
 
 class Walk(NamedTuple):
-    """RmmRttWalkResult (C1.31), plus the index of the entry in its RTT."""
+    """RmmRttWalkResult (C1.31), plus the index of the entry in its RTT (``entry_idx`` as the
+    command contexts of B4.3 call it)."""
 
     level: int
     rtt_addr: int
-    index: int
+    entry_idx: int
     rtte: Rtte
 
 

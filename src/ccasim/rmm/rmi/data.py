@@ -60,12 +60,14 @@ def data_create(rmm: Rmm, rd: int, data: int, ipa: int, src: int, flags: int) ->
     walk = find_page_entry(rmm, realm, data, ipa)
 
     content = rmm.mem.memory.copy_granule(data, src)
-    if flags != DATA_MEASURE_CONTENT:
-        content = None
     realm.measurements[0] = measurement.rim_extend_data(
-        realm.hash_algo, realm.measurements[0], ipa, flags, content
+        realm.hash_algo,
+        realm.measurements[0],
+        ipa,
+        flags,
+        content if flags == DATA_MEASURE_CONTENT else None,
     )
-    rmm.rtts[walk.rtt_addr][walk.index] = Rtte(ASSIGNED, RAM, data)
+    rmm.rtts[walk.rtt_addr][walk.entry_idx] = Rtte(ASSIGNED, RAM, data)
     rmm.granules[data] = GranuleState.DATA
     return ()
 
@@ -77,7 +79,7 @@ def data_create_unknown(rmm: Rmm, rd: int, data: int, ipa: int) -> tuple[int, ..
     realm = rmm.find_realm(rd)
     walk = find_page_entry(rmm, realm, data, ipa)
     rmm.mem.memory.wipe_granule(data)
-    rmm.rtts[walk.rtt_addr][walk.index] = Rtte(ASSIGNED, walk.rtte.ripas, data)
+    rmm.rtts[walk.rtt_addr][walk.entry_idx] = Rtte(ASSIGNED, walk.rtte.ripas, data)
     rmm.granules[data] = GranuleState.DATA
     return ()
 
@@ -104,7 +106,7 @@ def data_destroy(rmm: Rmm, rd: int, ipa: int) -> tuple[int, ...]:
         top = skip_non_live(rtt, walk.level, ipa)
         raise CommandFailure("rtte_state", Status.ERROR_RTT, walk.level, (0, top))
 
-    rtt[walk.index] = Rtte(UNASSIGNED, DESTROYED if entry.ripas is RAM else entry.ripas)
+    rtt[walk.entry_idx] = Rtte(UNASSIGNED, DESTROYED if entry.ripas is RAM else entry.ripas)
     rmm.mem.memory.wipe_granule(entry.addr)
     rmm.granules[entry.addr] = GranuleState.DELEGATED
     return (entry.addr, skip_non_live(rtt, walk.level, ipa))

@@ -123,7 +123,7 @@ def rtt_create(rmm: Rmm, rd: int, rtt: int, ipa: int, level: int) -> tuple[int, 
         raise CommandFailure("rtte_state", Status.ERROR_RTT, walk.level)
 
     rmm.rtts[rtt] = s2tt.unfold(walk.rtte, level)
-    rmm.rtts[walk.rtt_addr][walk.index] = Rtte(TABLE, addr=rtt)
+    rmm.rtts[walk.rtt_addr][walk.entry_idx] = Rtte(TABLE, addr=rtt)
     rmm.granules[rtt] = GranuleState.RTT
     return ()
 
@@ -153,7 +153,7 @@ def rtt_destroy(rmm: Rmm, rd: int, ipa: int, level: int) -> tuple[int, ...]:
     unassigned = s2tt.RTTE_UNASSIGNED_NS
     if realm.is_protected(ipa):
         unassigned = Rtte(UNASSIGNED, DESTROYED)
-    parent[walk.index] = unassigned
+    parent[walk.entry_idx] = unassigned
     del rmm.rtts[child]
     rmm.granules[child] = GranuleState.DELEGATED
     return (child, s2tt.skip_non_live(parent, walk.level, ipa))
@@ -175,7 +175,7 @@ def rtt_fold(rmm: Rmm, rd: int, ipa: int, level: int) -> tuple[int, ...]:
     if folded is None:
         raise CommandFailure("rtt_homo", Status.ERROR_RTT, level)
 
-    rmm.rtts[walk.rtt_addr][walk.index] = folded
+    rmm.rtts[walk.rtt_addr][walk.entry_idx] = folded
     del rmm.rtts[child]
     rmm.granules[child] = GranuleState.DELEGATED
     return (child,)
@@ -232,7 +232,7 @@ def rtt_map_unprotected(rmm: Rmm, rd: int, ipa: int, level: int, desc: int) -> t
         raise CommandFailure("rtt_walk", Status.ERROR_RTT, walk.level)
     if walk.rtte.state is not UNASSIGNED_NS:
         raise CommandFailure("rtte_state", Status.ERROR_RTT, walk.level)
-    rmm.rtts[walk.rtt_addr][walk.index] = Rtte(ASSIGNED_NS, addr=addr, attrs=desc & DESC_HOST_ATTRS)
+    rmm.rtts[walk.rtt_addr][walk.entry_idx] = Rtte(ASSIGNED_NS, addr=addr, attrs=desc & DESC_HOST_ATTRS)
     return ()
 
 
@@ -250,7 +250,7 @@ def rtt_unmap_unprotected(rmm: Rmm, rd: int, ipa: int, level: int) -> tuple[int,
     if walk.rtte.state is not ASSIGNED_NS:
         top = s2tt.skip_non_live(rtt, walk.level, ipa)
         raise CommandFailure("rtte_state", Status.ERROR_RTT, walk.level, (top,))
-    rtt[walk.index] = s2tt.RTTE_UNASSIGNED_NS
+    rtt[walk.entry_idx] = s2tt.RTTE_UNASSIGNED_NS
     return (s2tt.skip_non_live(rtt, walk.level, ipa),)
 
 
