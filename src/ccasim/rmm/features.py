@@ -7,8 +7,8 @@ with TF-RMM: 48-bit IPAs, SHA-256 and SHA-512, SVE up to the largest vector leng
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
+from functools import cached_property
 
 from ccasim.rmi.types import FeatureRegister0
 
@@ -36,33 +36,32 @@ class RmmFeatures:
     rec_aux_count: int = 16
     vmid_bits: int = 16
     min_ipa_width: int = 32
-    #: RmiFeatureRegister0 (B4.4.6) as RMI_FEATURES returns it for index 0 (derived).
-    register0: int = dataclasses.field(init=False, repr=False, compare=False, default=0)
 
     def __post_init__(self) -> None:
-        checks = [
-            (32 <= self.max_ipa_width <= (52 if self.lpa2 else 48), "max_ipa_width"),
-            (0 <= self.max_sve_vl <= 15, "max_sve_vl"),
-            (2 <= self.num_bps <= 64, "num_bps"),
-            (2 <= self.num_wps <= 64, "num_wps"),
-            (0 <= self.pmu_num_ctrs <= 31, "pmu_num_ctrs"),
-            (self.sha_256 or self.sha_512, "sha_256/sha_512"),
-            (1 <= self.gicv3_num_lrs <= 16, "gicv3_num_lrs"),
-            (1 <= self.max_recs_order <= 15, "max_recs_order"),
-            (0 <= self.rec_aux_count <= 16, "rec_aux_count"),
-            (self.vmid_bits in (8, 16), "vmid_bits"),
-        ]
-        for ok, name in checks:
-            if not ok:
-                raise ValueError(f"unsupported RMM feature value: {name}")
-
-        object.__setattr__(self, "register0", self._encode_register0())
+        ranges = {
+            "max_ipa_width": (32, 52 if self.lpa2 else 48),
+            "max_sve_vl": (0, 15),
+            "num_bps": (2, 64),
+            "num_wps": (2, 64),
+            "pmu_num_ctrs": (0, 31),
+            "gicv3_num_lrs": (1, 16),
+            "max_recs_order": (1, 15),
+            "rec_aux_count": (0, 16),
+            "vmid_bits": (8, 16),
+        }
+        for name, (low, high) in ranges.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ValueError(f"RMM feature {name}={value} is outside {low}..{high}")
+        if not (self.sha_256 or self.sha_512):
+            raise ValueError("the RMM must support SHA-256 or SHA-512")
 
     @property
     def max_recs(self) -> int:
         return (1 << self.max_recs_order) - 1
 
-    def _encode_register0(self) -> int:
+    @cached_property
+    def register0(self) -> int:
         """RmiFeatureRegister0 (B4.4.6) as RMI_FEATURES returns it for index 0."""
         return FeatureRegister0(
             s2sz=self.max_ipa_width,

@@ -232,7 +232,9 @@ def rtt_map_unprotected(rmm: Rmm, rd: int, ipa: int, level: int, desc: int) -> t
         raise CommandFailure("rtt_walk", Status.ERROR_RTT, walk.level)
     if walk.rtte.state is not UNASSIGNED_NS:
         raise CommandFailure("rtte_state", Status.ERROR_RTT, walk.level)
-    rmm.rtts[walk.rtt_addr][walk.entry_idx] = Rtte(ASSIGNED_NS, addr=addr, attrs=desc & DESC_HOST_ATTRS)
+    rmm.rtts[walk.rtt_addr][walk.entry_idx] = Rtte(
+        ASSIGNED_NS, addr=addr, attrs=desc & DESC_HOST_ATTRS
+    )
     return ()
 
 
