@@ -9,7 +9,7 @@ import pytest
 
 from ccasim.psci import PsciFid, PsciReturn
 from ccasim.rmi import FID, RecEnter, RecExitReason, Status
-from ccasim.rmi.types import ENTER_EMUL_MMIO, RecMpidr
+from ccasim.rmi.types import ENTER_EMUL_MMIO, ENTER_INJECT_SEA, RecMpidr
 from ccasim.rmm.rec import PsciPending
 from ccasim.rmm.types import RealmState
 from support import UNPOPULATED, Host, call_changes, expect_failure
@@ -67,6 +67,13 @@ def test_rec_enter_failure_mmio_without_emulatable_abort():
     host, realm, rec, run = enter_setup()
     host.m.ns_write(run, RecEnter(flags=ENTER_EMUL_MMIO).pack())
     expect_failure(host, FID.REC_ENTER, (rec, run), REC, 0, "rec_mmio")
+
+
+def test_rec_enter_emul_mmio_is_ignored_with_inject_sea():
+    """A4.2.3: if enter.flags.inject_sea is set, enter.flags.emul_mmio is ignored."""
+    host, realm, rec, run = enter_setup()
+    host.m.ns_write(run, RecEnter(flags=ENTER_EMUL_MMIO | ENTER_INJECT_SEA).pack())
+    assert host.rmi.rec_enter(rec, run).ok
 
 
 @pytest.mark.parametrize(
