@@ -45,10 +45,9 @@ def rec_enter(rmm: Rmm, rec_ptr: int, run_ptr: int) -> tuple[int, ...]:
         raise CommandFailure("rec_psci", Status.ERROR_REC)
     if not gicv3_config_is_valid(enter.gicv3_hcr, enter.gicv3_lrs, rmm.features.gicv3_num_lrs):
         raise CommandFailure("rec_gicv3", Status.ERROR_REC)
-    # A4.2.3: with inject_sea set, emul_mmio is ignored.
-    if enter.flags & ENTER_EMUL_MMIO and not enter.flags & ENTER_INJECT_SEA:
-        if not rec.emulatable_abort:
-            raise CommandFailure("rec_mmio", Status.ERROR_REC)
+    emul_mmio = enter.flags & ENTER_EMUL_MMIO and not enter.flags & ENTER_INJECT_SEA  # A4.2.3
+    if emul_mmio and not rec.emulatable_abort:
+        raise CommandFailure("rec_mmio", Status.ERROR_REC)
 
     # Realm execution is modelled by a later layer. Until then a REC that is entered exits at
     # once due to IRQ (A4.3.3), as it would with a physical interrupt already pending.
