@@ -7,11 +7,12 @@ the command footprint, not part of the interface under test.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass
 
 import ccasim
-from ccasim.rmi import FID, RealmParams, RecParams, Rmi, RmiResult, Status
+from ccasim.rmi import FID, RealmParams, RecEnter, RecExit, RecParams, Rmi, RmiResult, Status
 from ccasim.rmi.types import RecMpidr
 from ccasim.rmm import s2tt
 
@@ -24,6 +25,9 @@ DRAM1 = 0x88_8000_0000
 SECURE = 0x0600_0000
 DEVICE = 0x1C0B_0000
 UNPOPULATED = 0x4000_0000
+
+
+RAM_BASE = 0x8000_0000  # IPA of guest RAM and of the image, as kvmtool places it
 
 
 @dataclass
@@ -44,6 +48,18 @@ class RealmHandle:
     def unprotected(self) -> int:
         """The first Unprotected IPA."""
         return 1 << (self.params.s2sz - 1)
+
+
+@dataclass
+class Launched:
+    realm: RealmHandle
+    recs: list[int]
+    run: int
+    image: bytes
+
+    @property
+    def rd(self) -> int:
+        return self.realm.rd
 
 
 class Host:
@@ -153,6 +169,45 @@ class Host:
             ).check()
         return pa
 
+    def launch(
+        self,
+        program: str,
+        *,
+        recs: int = 1,
+        ram_pages: int = 16,
+        populate: bool = True,
+        runnable: tuple[int, ...] = (0,),
+        activate: bool = True,
+        **params,
+    ) -> Launched:
+        """Build and activate a realm running guest ``program`` (image at RAM_BASE, RAM over
+        ``ram_pages`` pages with RIPAS RAM, the rest backed by DATA if ``populate``)."""
+        from ccasim import guest
+
+        realm = self.realm()
+        top = RAM_BASE + ram_pages * GRANULE
+        for ipa in range(RAM_BASE, top, 0x20_0000):
+            self.tables(realm, ipa)
+        self.rmi.rtt_init_ripas(realm.rd, RAM_BASE, top).check()
+        image = guest.image(program, **params)
+        pages = (len(image) + GRANULE - 1) // GRANULE
+        for i in range(ram_pages if populate else pages):
+            content = image[i * GRANULE : (i + 1) * GRANULE]
+            src = self.ns_page(content)
+            self.rmi.data_create(realm.rd, self.delegated(), RAM_BASE + i * GRANULE, src, 1).check()
+        rec_addrs = [
+            self.rec(realm, i, runnable=i in runnable, pc=RAM_BASE, gprs=[i, 0, 0, 0, 0, 0, 0, 0])
+            for i in range(recs)
+        ]
+        if activate:
+            self.rmi.realm_activate(realm.rd).check()
+        return Launched(realm, rec_addrs, self.ns_page(), image)
+
+    def enter(self, rec: int, run: int, enter: RecEnter | None = None) -> RecExit:
+        """RMI_REC_ENTER (which must succeed) and the RmiRecExit it left."""
+        self.rmi.rec_enter(rec, run, enter or RecEnter()).check()
+        return self.rmi.rec_exit(run)
+
     # -- results -------------------------------------------------------------------------
 
     @property
@@ -182,8 +237,15 @@ def snapshot(m: ccasim.Machine) -> dict:
         for k, v in dataclasses.asdict(realm).items():
             state["realm", rd, k] = v
     for addr, rec in rmm.recs.items():
-        for k, v in dataclasses.asdict(rec).items():
-            state["rec", addr, k] = v
+        for f in dataclasses.fields(rec):
+            if f.name != "vcpu":
+                state["rec", addr, f.name] = copy.deepcopy(getattr(rec, f.name))
+        for f in dataclasses.fields(rec.vcpu):
+            value = getattr(rec.vcpu, f.name)
+            # the guest program's position: compare by identity
+            state["rec", addr, "vcpu", f.name] = (
+                id(value) if f.name == "program" else copy.deepcopy(value)
+            )
     for pa, rtt in rmm.rtts.items():
         for i, e in enumerate(rtt):
             state["rtte", pa, i] = e

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ccasim.el3.attestation import PlatformAttestation
 from ccasim.el3.monitor import Monitor
 from ccasim.hw.bus import MemorySystem
+from ccasim.hw.counter import SystemCounter
 from ccasim.hw.gpt import Pas
+from ccasim.hw.pe import Pe
 from ccasim.hw.platform import Platform, fvp_base
 from ccasim.rmm.core import RmiCall, Rmm
 from ccasim.rmm.features import RmmFeatures
@@ -26,6 +29,8 @@ class Machine:
     :param platform: the memory map; default :func:`~ccasim.hw.platform.fvp_base`.
     :param pa_bits: PA space width when ``platform`` is not given (52 turns LPA2 on).
     :param features: what the RMM supports; default derives S2SZ and LPA2 from ``pa_bits``.
+    :param attestation: the platform's attestation keys and claims (default: published test
+        keys, see :mod:`ccasim.el3.attestation`).
     :param trace: record every RMI call in :attr:`rmi_log`, in TF-RMM's log format.
     """
 
@@ -35,6 +40,7 @@ class Machine:
         *,
         pa_bits: int = 48,
         features: RmmFeatures | None = None,
+        attestation: PlatformAttestation | None = None,
         trace: bool = False,
         **feature_overrides: object,
     ) -> None:
@@ -47,8 +53,10 @@ class Machine:
         elif feature_overrides:
             raise TypeError("give either features= or feature keyword arguments, not both")
         self.memory = MemorySystem(self.platform)
-        self.monitor = Monitor(self.memory)
-        self._rmm = Rmm(self.memory, self.monitor, features)
+        self.counter = SystemCounter()
+        self.pe = Pe(self.memory, self.counter)
+        self.monitor = Monitor(self.memory, attestation)
+        self._rmm = Rmm(self.memory, self.monitor, self.pe, features)
         self.monitor.rmm = self._rmm
         # An SMC from the Normal world traps straight to EL3.
         self.smc = self.monitor.smc_from_ns  # type: ignore[method-assign, assignment]

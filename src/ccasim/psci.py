@@ -38,6 +38,12 @@ class PsciReturn(enum.IntEnum):
         return self.value & MASK64
 
 
+#: The SMC32 and SMC64 PSCI function ID ranges (SMCCC Standard Service Calls 0x00-0x1F).
+PSCI_FID_RANGES = ((0x8400_0000, 0x8400_001F), (0xC400_0000, 0xC400_001F))
+
+#: PSCI 1.1, the version the RMM implements (B6.2).
+PSCI_VERSION_1_1 = 0x1_0001
+
 #: AFFINITY_INFO results.
 AFFINITY_ON = 0
 AFFINITY_OFF = 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import operator
 from typing import TYPE_CHECKING
 
+from ccasim.el3.attestation import PlatformAttestation
 from ccasim.hw.bus import MemorySystem
 from ccasim.hw.gpt import Pas
 from ccasim.rmi.fid import (
@@ -36,8 +37,11 @@ SMCCC_SVE_HINT = 1 << 16
 class Monitor:
     """EL3: dispatches SMCs from the Normal world and performs GPT transitions for the RMM."""
 
-    def __init__(self, memory: MemorySystem) -> None:
+    def __init__(
+        self, memory: MemorySystem, attestation: PlatformAttestation | None = None
+    ) -> None:
         self.memory = memory
+        self.attestation = attestation if attestation is not None else PlatformAttestation()
         self.rmm: Rmm | None = None
 
     def smc_from_ns(self, x0: int, *args: int) -> tuple[int, int, int, int, int]:

@@ -20,6 +20,7 @@ from ccasim.rmm.types import GranuleState
 if TYPE_CHECKING:
     from ccasim.el3.monitor import Monitor
     from ccasim.hw.bus import MemorySystem
+    from ccasim.hw.pe import Pe
 
 UNDELEGATED = GranuleState.UNDELEGATED
 NO_OUTPUTS = (0, 0, 0, 0)
@@ -63,9 +64,12 @@ class Rmm:
     REC and RTT granules.
     """
 
-    def __init__(self, memory: MemorySystem, monitor: Monitor, features: RmmFeatures) -> None:
+    def __init__(
+        self, memory: MemorySystem, monitor: Monitor, pe: Pe, features: RmmFeatures
+    ) -> None:
         self.mem = memory
         self.monitor = monitor
+        self.pe = pe
         self.features = features
         self.granules: dict[int, GranuleState] = {}
         self.realms: dict[int, Realm] = {}

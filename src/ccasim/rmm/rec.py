@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from ccasim.hw.pe import Trap, Vcpu
 from ccasim.rmm.types import RecState, Ripas
 
 
@@ -15,20 +16,38 @@ class PsciPending(enum.Enum):
     PENDING = "PSCI_REQUEST_PENDING"
 
 
+class LastExit(enum.Enum):
+    """What the most recent REC exit was, for the REC entry that follows it (A4.2)."""
+
+    NONE = "none"
+    EMULATABLE_ABORT = "emulatable data abort"
+    UNPROTECTED_ABORT = "data abort at an Unprotected IPA"
+    PSCI = "PSCI"
+    RIPAS_CHANGE = "RIPAS change"
+    HOST_CALL = "host call"
+    OTHER = "other"
+
+
 @dataclass(slots=True, eq=False)
 class Rec:
-    """RmmRec (C1.19), kept by the RMM for the REC granule at ``addr``."""
+    """RmmRec (C1.19), kept by the RMM for the REC granule at ``addr``.
+
+    ``vcpu`` is the PE state the RMM saves on REC exit and restores on REC entry: the
+    general-purpose registers (``rec.gprs``), the PC, the GIC and timer state and the position
+    of the guest program.
+    """
 
     addr: int
     owner: int
     mpidr: int
-    pc: int
-    gprs: list[int]
     aux: list[int]
     runnable: bool
+    vcpu: Vcpu
     state: RecState = RecState.READY
     attest_in_progress: bool = False
     attest_challenge: bytes = bytes(64)
+    attest_token: bytes = b""
+    attest_offset: int = 0
     emulatable_abort: bool = False
     psci_pending: PsciPending = PsciPending.NONE
     ripas_addr: int = 0
@@ -37,4 +56,16 @@ class Rec:
     ripas_destroyed: bool = False
     ripas_response_reject: bool = False
     host_call_pending: bool = False
+    host_call_addr: int = 0
+    last_exit: LastExit = LastExit.NONE
+    last_trap: Trap | None = None
     sysregs: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def gprs(self) -> list[int]:
+        """X0..X30 (and a 32nd zero slot) as saved in the REC."""
+        return self.vcpu.gprs
+
+    @property
+    def pc(self) -> int:
+        return self.vcpu.pc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ccasim.hw.memory import GRANULE_MASK
+from ccasim.hw.pe import Vcpu
 from ccasim.rmi.fid import FID
 from ccasim.rmi.status import Status
 from ccasim.rmi.structs import RecParams
@@ -70,10 +71,9 @@ def rec_create(rmm: Rmm, rd: int, rec: int, params_ptr: int) -> tuple[int, ...]:
         addr=rec,
         owner=rd,
         mpidr=params.mpidr,
-        pc=params.pc,
-        gprs=list(params.gprs) + [0] * 24,
         aux=list(aux),
         runnable=runnable,
+        vcpu=Vcpu(pc=params.pc, gprs=list(params.gprs) + [0] * 24, mpidr=params.mpidr),
     )
     if runnable:
         realm.measurements[0] = measurement.rim_extend_rec(

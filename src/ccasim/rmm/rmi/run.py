@@ -12,10 +12,11 @@ from ccasim.psci import (
 )
 from ccasim.rmi.fid import FID
 from ccasim.rmi.status import Status
-from ccasim.rmi.structs import REC_RUN_EXIT_OFFSET, RecEnter, RecExit
-from ccasim.rmi.types import ENTER_EMUL_MMIO, ENTER_INJECT_SEA, RecExitReason, RecMpidr
+from ccasim.rmi.structs import RecEnter
+from ccasim.rmi.types import ENTER_EMUL_MMIO, ENTER_INJECT_SEA, RecMpidr
 from ccasim.rmm.core import Rmm
 from ccasim.rmm.errors import CommandFailure
+from ccasim.rmm.execution import run_rec
 from ccasim.rmm.gic import gicv3_config_is_valid
 from ccasim.rmm.rec import PsciPending, Rec
 from ccasim.rmm.rmi import command
@@ -24,7 +25,7 @@ from ccasim.rmm.types import RealmState, RecState
 
 @command(FID.REC_ENTER, 2)
 def rec_enter(rmm: Rmm, rec_ptr: int, run_ptr: int) -> tuple[int, ...]:
-    """B4.3.14: enter a REC; on return RmiRecExit in the run granule reports why it exited.
+    """B4.3.14: run a REC until it exits; RmiRecExit in the run granule says why (A4).
 
     Ordering [rec_*, run_*] < [rec_state, rec_runnable, rec_mmio, realm_new, system_off,
     rec_gicv3, rec_psci]; among the latter the reference RMM's order is followed.
@@ -49,12 +50,7 @@ def rec_enter(rmm: Rmm, rec_ptr: int, run_ptr: int) -> tuple[int, ...]:
     if emul_mmio and not rec.emulatable_abort:
         raise CommandFailure("rec_mmio", Status.ERROR_REC)
 
-    # Realm execution is modelled by a later layer. Until then a REC that is entered exits at
-    # once due to IRQ (A4.3.3), as it would with a physical interrupt already pending.
-    rec.emulatable_abort = False
-    exit_info = RecExit(exit_reason=RecExitReason.IRQ, gicv3_hcr=enter.gicv3_hcr)
-    exit_info.gicv3_lrs = list(enter.gicv3_lrs)
-    rmm.mem.memory.write(run_ptr + REC_RUN_EXIT_OFFSET, exit_info.pack())
+    run_rec(rmm, rec, realm, run_ptr, enter)
     return ()
 
 
@@ -96,8 +92,7 @@ def psci_complete(rmm: Rmm, calling_rec: int, target_rec: int, status: int) -> t
             result = PsciReturn.ALREADY_ON.encode()
         else:
             entry, context_id = calling.gprs[2], calling.gprs[3]
-            target.gprs = [context_id] + [0] * 31
-            target.pc = entry
+            target.vcpu.reset(entry, context_id)
             target.runnable = True
             result = PsciReturn.SUCCESS.encode()
     else:  # a pending request is CPU_ON or AFFINITY_INFO (A4.3.7)

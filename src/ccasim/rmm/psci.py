@@ -1,0 +1,76 @@
+"""PSCI for realms (B6): what the RMM does when a realm calls a PSCI function (A4.3.7)."""
+
+from __future__ import annotations
+
+from ccasim.psci import (
+    AFFINITY_INFO_FIDS,
+    CPU_ON_FIDS,
+    PSCI_VERSION_1_1,
+    PsciFid,
+    PsciReturn,
+    mpidr_el1_to_index,
+)
+from ccasim.rmi.types import RecExitReason
+from ccasim.rmm.execution import RealmCall, set_result
+from ccasim.rmm.exits import RecExitInfo
+from ccasim.rmm.rec import LastExit, PsciPending
+from ccasim.rmm.types import RealmState
+
+#: PSCI functions a realm may call (A4.3.7); PSCI_FEATURES reports these as supported.
+SUPPORTED = frozenset(PsciFid)
+#: MPIDR_EL1 affinity fields a target_cpu may use: Aff0[3:0] (A2.3.3), Aff1, Aff2, Aff3.
+MPIDR_AFFINITY = 0xFF_00FF_FF0F
+
+
+def mpidr_is_used(call: RealmCall, mpidr: int) -> bool:
+    """MpidrIsUsed (B3.24): the MPIDR names a REC that has been created in this realm."""
+    return not mpidr & ~MPIDR_AFFINITY and mpidr_el1_to_index(mpidr) < call.realm.rec_index
+
+
+def forward(call: RealmCall, fid: int, *args: int, pending: bool = False) -> RecExitInfo:
+    """A REC exit due to PSCI: exit.gprs[0] = FID, [1..3] the arguments (A4.3.3, A4.3.7)."""
+    rec = call.rec
+    rec.psci_pending = PsciPending.PENDING if pending else PsciPending.NONE
+    rec.last_exit = LastExit.PSCI
+    regs = [fid, *args][:4]
+    regs += [0] * (4 - len(regs))
+    rec.gprs[:4] = regs
+    if not pending:  # completes without RMI_PSCI_COMPLETE: returns PSCI_SUCCESS on re-entry
+        rec.gprs[0], rec.gprs[1], rec.gprs[2], rec.gprs[3] = 0, 0, 0, 0
+    return RecExitInfo(RecExitReason.PSCI, gprs=regs)
+
+
+def handle_psci(call: RealmCall, fid: int) -> RecExitInfo | None:
+    """Run PSCI function ``fid`` for the calling REC (B6.3)."""
+    rec = call.rec
+    x1, x2, x3 = rec.gprs[1], rec.gprs[2], rec.gprs[3]
+    if fid == PsciFid.VERSION:
+        set_result(rec, PSCI_VERSION_1_1)
+        return None
+    if fid == PsciFid.FEATURES:
+        ok = (x1 & 0xFFFF_FFFF) in SUPPORTED
+        set_result(rec, (PsciReturn.SUCCESS if ok else PsciReturn.NOT_SUPPORTED).encode())
+        return None
+    if fid in (PsciFid.CPU_SUSPEND, PsciFid.CPU_SUSPEND_32):
+        return forward(call, fid, x1 & 0xFFFF_FFFF, x2, x3)
+    if fid == PsciFid.CPU_OFF:
+        rec.runnable = False
+        return forward(call, fid)
+    if fid in CPU_ON_FIDS:
+        if not call.realm.is_protected(x2):
+            set_result(rec, PsciReturn.INVALID_ADDRESS.encode())
+            return None
+        if not mpidr_is_used(call, x1):
+            set_result(rec, PsciReturn.INVALID_PARAMETERS.encode())
+            return None
+        return forward(call, fid, x1, x2, x3, pending=True)
+    if fid in AFFINITY_INFO_FIDS:
+        if x2 & 0xFFFF_FFFF != 0 or not mpidr_is_used(call, x1):
+            set_result(rec, PsciReturn.INVALID_PARAMETERS.encode())
+            return None
+        return forward(call, fid, x1, x2 & 0xFFFF_FFFF, pending=True)
+    if fid in (PsciFid.SYSTEM_OFF, PsciFid.SYSTEM_RESET):
+        call.realm.state = RealmState.SYSTEM_OFF
+        return forward(call, fid)
+    set_result(rec, PsciReturn.NOT_SUPPORTED.encode())
+    return None

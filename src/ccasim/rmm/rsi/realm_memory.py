@@ -1,0 +1,28 @@
+"""RMM accesses to realm memory on behalf of an RSI command.
+
+The RMM can use a Protected IPA whose RTT entry is ASSIGNED with RIPAS RAM. If the IPA has
+RIPAS EMPTY the command fails with RSI_ERROR_INPUT; if it is not mapped yet (RIPAS RAM but
+UNASSIGNED) or DESTROYED, the RMM makes a REC exit due to Data Abort at that IPA so that the
+host can map it, and the realm's SMC runs again on the next entry (as the reference RMM does).
+"""
+
+from __future__ import annotations
+
+from ccasim.rmm import exits
+from ccasim.rmm.execution import RealmCall
+from ccasim.rmm.exits import RecExitInfo
+from ccasim.rmm.rec import LastExit
+from ccasim.rmm.s2tt import EMPTY
+from ccasim.rmm.stage2 import realm_granule
+from ccasim.rsi import RsiStatus
+
+
+def access_granule(call: RealmCall, ipa: int) -> int | tuple[int, ...] | RecExitInfo:
+    """The PA of the realm granule holding Protected ``ipa``, or the command's failure."""
+    found = realm_granule(call.rmm, call.realm, ipa)
+    if isinstance(found, int):
+        return found
+    if found.rtte.ripas is EMPTY:
+        return (RsiStatus.ERROR_INPUT,)
+    call.rec.last_exit = LastExit.OTHER
+    return exits.data_abort(ipa, found.level)
