@@ -11,7 +11,7 @@ from ccasim.rmi import RealmParams, RecParams, Rmi
 from ccasim.rmi.types import DATA_MEASURE_CONTENT, REC_RUNNABLE, RecMpidr
 
 m = ccasim.Machine()
-m.on_rmi(print)  # the RMM's log, one line per RMI command
+m.on_rmm_log(print)  # the RMM's log, one line per SMC it handles
 rmi = Rmi(m)
 
 free = iter(range(0x8800_0000, 0x9000_0000, 0x1000))

@@ -11,7 +11,9 @@ import re
 from functools import cache
 from pathlib import Path
 
+from ccasim.psci import PsciFid
 from ccasim.rmi import FID
+from ccasim.rsi import RsiFid
 
 #: The spec Markdown: ../shared/spec/rmm-1.0 beside the repository, or $CCASIM_SPEC_DIR.
 SPEC = Path(
@@ -21,28 +23,40 @@ SPEC = Path(
 
 #: Conditions a sequential single-CPU model cannot reach, with the reason (docs/decisions.md).
 UNREACHABLE = {
-    (FID.REC_DESTROY, "rec_state"): "REC_RUNNING exists only inside RMI_REC_ENTER",
-    (FID.REC_ENTER, "rec_state"): "REC_RUNNING exists only inside RMI_REC_ENTER",
-    (FID.RTT_SET_RIPAS, "rec_state"): "REC_RUNNING exists only inside RMI_REC_ENTER",
-    (FID.RTT_MAP_UNPROTECTED, "addr_bound"): "no descriptor field holds PA bits >= 48 without LPA2",
+    ("RMI_REC_DESTROY", "rec_state"): "REC_RUNNING exists only inside RMI_REC_ENTER",
+    ("RMI_REC_ENTER", "rec_state"): "REC_RUNNING exists only inside RMI_REC_ENTER",
+    ("RMI_RTT_SET_RIPAS", "rec_state"): "REC_RUNNING exists only inside RMI_REC_ENTER",
+    (
+        "RMI_RTT_MAP_UNPROTECTED",
+        "addr_bound",
+    ): "no descriptor field holds PA bits >= 48 without LPA2",
+    ("RSI_ATTESTATION_TOKEN_CONTINUE", "unknown"): "token generation cannot fail in the model",
+    ("PSCI_CPU_ON", "runnable"): "decided by RMI_PSCI_COMPLETE (ALREADY_ON), tested there",
 }
+
+#: Command name in the spec -> the FIDs that run it (PSCI has SMC32 and SMC64 variants).
+FIDS: dict[str, set[int]] = {f"RMI_{f.name}": {f} for f in FID}
+FIDS |= {f"RSI_{f.name}": {f} for f in RsiFid}
+for f in PsciFid:
+    FIDS.setdefault(f"PSCI_{f.name.removesuffix('_32')}", set()).add(f)
+# The spec calls RSI_ATTESTATION_TOKEN_* what the FID table calls ATTESTATION_TOKEN_*.
 
 
 @cache
-def failure_conditions() -> dict[FID, tuple[str, ...]]:
-    """FID -> the IDs of its failure conditions, in the order the spec lists them."""
-    result: dict[FID, tuple[str, ...]] = {}
-    for path in SPEC.glob("rmm-B4.3.*.md"):
+def failure_conditions() -> dict[str, tuple[str, ...]]:
+    """Command name -> the IDs of its failure conditions, in the order the spec lists them."""
+    result: dict[str, tuple[str, ...]] = {}
+    for path in sorted(SPEC.glob("rmm-B[456].3.*.md")):
         text = path.read_text()
-        name = re.search(r"RMI\\_([A-Z\\_]+) command", text)
-        if name is None:
+        title = re.search(r"((?:RMI|RSI|PSCI)\\_[A-Z\\_]+) command", text)
+        if title is None:
             continue
-        fid = FID[name.group(1).replace("\\", "")]
+        name = title.group(1).replace("\\", "")
         start = text.find("Failure conditions")
         end = text.find("Failure condition ordering")
         if start < 0 or "does not have any failure conditions" in text[start : start + 200]:
-            result[fid] = ()
+            result[name] = ()
             continue
-        section = text[start : end if end > 0 else None]
-        result[fid] = tuple(re.findall(r"([a-z][a-z0-9_]*)\s*\|?\s*pre:", section))
+        section = text[start : end if end > 0 else None].replace("\\_", "_")
+        result[name] = tuple(re.findall(r"([a-z][a-z0-9_]*)\s*\|?\s*pre:", section))
     return result

@@ -67,12 +67,12 @@ class Host:
 
     def __init__(self, machine: ccasim.Machine | None = None, **machine_kwargs) -> None:
         self.m = machine if machine is not None else ccasim.Machine(**machine_kwargs)
-        self.m.on_rmi(self._record)
+        self.m.on_rmm_log(self._record)
         self.rmi = Rmi(self.m)
         self._next = DRAM0 + 0x100_0000
 
     def _record(self, call) -> None:
-        self.m.rmi_log.append(call)
+        self.m.rmm_log.append(call)
         if call.condition is not None:
             OBSERVED_FAILURES.add((call.fid, call.condition))
 
@@ -212,7 +212,7 @@ class Host:
 
     @property
     def last_condition(self) -> str | None:
-        return self.m.rmi_log[-1].condition
+        return self.m.rmm_log[-1].condition
 
 
 def expect(host: Host, result: RmiResult, status: Status, index: int = 0, condition=None) -> None:

@@ -183,7 +183,7 @@ def test_random_rmi_sequences_keep_the_invariants(data):
         before = snapshot(sc.m)
         x = sc.m.smc(*call)
         if x[0] != 0:
-            assert snapshot(sc.m) == before, f"failed {sc.m.rmi_log[-1]} changed state"
+            assert snapshot(sc.m) == before, f"failed {sc.m.rmm_log[-1]} changed state"
         elif call[0] == FID.GRANULE_UNDELEGATE:
             assert sc.m.ns_read(call[1], GRANULE) == bytes(GRANULE)
         check_invariants(sc.m, sc.pool)

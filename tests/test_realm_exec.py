@@ -36,6 +36,10 @@ LR_PENDING = 1 << 62
 GROUP1 = 1 << 60
 
 
+def rsi_calls(host):
+    return [c for c in host.m.rmm_log if c.interface == "RSI"]
+
+
 def seen(tag):
     return SEEN.setdefault(tag, [])
 
@@ -572,3 +576,49 @@ def test_guest_program_decorator_requires_a_generator():
 
 def test_measurement_values_are_doublewords():
     assert struct.calcsize("<8Q") == 64
+
+
+@pytest.mark.parametrize(
+    "base, top, cond",
+    [(RAM_BASE + 8, RAM_BASE + 0x1000, "base_align"), (RAM_BASE, RAM_BASE + 0x10, "end_align"),
+     (RAM_BASE + 0x1000, RAM_BASE, "size_valid"), (RAM_BASE, (1 << 47) + 0x1000, "rgn_bound")],
+)  # fmt: skip
+def test_ipa_state_get_failures(base, top, cond):
+    """B5.3.5.2 base_align, end_align, size_valid, rgn_bound."""
+    host = Host()
+    tag = f"get-{cond}"
+    launched = host.launch("t.record-smc", tag=tag, fid=RsiFid.IPA_STATE_GET, a1=base, a2=top)
+    host.enter(launched.recs[0], launched.run)
+    assert SEEN[tag][0][0] == RsiStatus.ERROR_INPUT
+    assert rsi_calls(host)[0].condition == cond
+
+
+@pytest.mark.parametrize(
+    "addr, cond", [(SCRATCH + 0x80, "addr_align"), ((1 << 47) + 0x100, "addr_bound")]
+)
+def test_host_call_failures(addr, cond):
+    """B5.3.4.2 addr_align (256 bytes), addr_bound."""
+    host = Host()
+    tag = f"hc-{cond}"
+    launched = host.launch("t.record-smc", tag=tag, fid=RsiFid.HOST_CALL, a1=addr)
+    host.enter(launched.recs[0], launched.run)
+    assert SEEN[tag][0][0] == RsiStatus.ERROR_INPUT
+    assert rsi_calls(host)[0].condition == cond
+
+
+def test_affinity_info_lowest_level_must_be_zero():
+    """B6.3.1.2 target_bound."""
+    host = Host()
+    launched = host.launch("t.record-smc", tag="aff-level", fid=PsciFid.AFFINITY_INFO, a1=0, a2=1)
+    host.enter(launched.recs[0], launched.run)
+    assert SEEN["aff-level"][0][0] == PsciReturn.INVALID_PARAMETERS.encode()
+
+
+def test_rmm_log_shows_realm_calls_and_exits():
+    """The RMM's log records RSI and PSCI calls as TF-RMM does, and why REC_ENTER returned."""
+    host = Host()
+    launched = host.launch("t.host-call", tag="log")
+    host.enter(launched.recs[0], launched.run)
+    lines = [str(rsi_calls(host)[0]), str(host.m.rmm_log[-1])]
+    assert lines[0].startswith("SMC_RSI_HOST_CALL") and "[REC exit HOST_CALL]" in lines[0]
+    assert lines[1].startswith("SMC_RMI_REC_ENTER") and "[exit HOST_CALL]" in lines[1]

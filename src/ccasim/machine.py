@@ -16,8 +16,9 @@ from ccasim.hw.counter import SystemCounter
 from ccasim.hw.gpt import Pas
 from ccasim.hw.pe import Pe
 from ccasim.hw.platform import Platform, fvp_base
-from ccasim.rmm.core import RmiCall, Rmm
+from ccasim.rmm.core import Rmm
 from ccasim.rmm.features import RmmFeatures
+from ccasim.rmm.log import SmcCall
 
 
 class Machine:
@@ -31,7 +32,7 @@ class Machine:
     :param features: what the RMM supports; default derives S2SZ and LPA2 from ``pa_bits``.
     :param attestation: the platform's attestation keys and claims (default: published test
         keys, see :mod:`ccasim.el3.attestation`).
-    :param trace: record every RMI call in :attr:`rmi_log`, in TF-RMM's log format.
+    :param trace: keep the RMM's log (every RMI, RSI and PSCI call) in :attr:`rmm_log`.
     """
 
     def __init__(
@@ -60,9 +61,9 @@ class Machine:
         self.monitor.rmm = self._rmm
         # An SMC from the Normal world traps straight to EL3.
         self.smc = self.monitor.smc_from_ns  # type: ignore[method-assign, assignment]
-        self.rmi_log: list[RmiCall] = []
+        self.rmm_log: list[SmcCall] = []
         if trace:
-            self.on_rmi(self.rmi_log.append)
+            self.on_rmm_log(self.rmm_log.append)
 
     # -- the architectural interface -------------------------------------------------------
 
@@ -101,8 +102,9 @@ class Machine:
         size = realm.hash_algo.digest_size
         return [m[:size] for m in realm.measurements]
 
-    def on_rmi(self, callback: Callable[[RmiCall], None] | None) -> None:
-        """Call ``callback`` with a record of every RMI command the RMM executes (its log)."""
+    def on_rmm_log(self, callback: Callable[[SmcCall], None] | None) -> None:
+        """Call ``callback`` with the RMM's log record of every SMC it handles: RMI commands
+        from the host, RSI and PSCI calls from realms (see :mod:`ccasim.rmm.log`)."""
         self._rmm.log = callback
 
     @property

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ccasim.hw.gpt import Pas
 from ccasim.hw.memory import GRANULE_MASK, GRANULE_SIZE
-from ccasim.rmi.fid import FID, SMCCC_NOT_SUPPORTED
-from ccasim.rmi.status import Status, describe_return_code, return_code
+from ccasim.rmi.fid import SMCCC_NOT_SUPPORTED
+from ccasim.rmi.status import Status, return_code
 from ccasim.rmm.errors import CommandFailure
 from ccasim.rmm.features import RmmFeatures
+from ccasim.rmm.log import SmcCall
 from ccasim.rmm.realm import Realm
 from ccasim.rmm.rec import Rec
 from ccasim.rmm.s2tt import TABLE, Rtte, Walk, level_shift
@@ -26,33 +26,6 @@ UNDELEGATED = GranuleState.UNDELEGATED
 NO_OUTPUTS = (0, 0, 0, 0)
 SUCCESS = (0, 0, 0, 0, 0)
 NOT_SUPPORTED = (SMCCC_NOT_SUPPORTED, 0, 0, 0, 0)
-
-
-@dataclass(frozen=True, slots=True)
-class RmiCall:
-    """One RMI command as the RMM's log records it (the format follows TF-RMM's log lines)."""
-
-    fid: int
-    args: tuple[int, ...]
-    result: tuple[int, ...]
-    condition: str | None
-
-    @property
-    def name(self) -> str:
-        try:
-            return f"RMI_{FID(self.fid).name}"
-        except ValueError:
-            return f"FID {self.fid:#x}"
-
-    def __str__(self) -> str:
-        args = " ".join(f"{a:x}" for a in self.args)
-        outs = " ".join(f"{v:x}" for v in self.result[1:] if v)
-        text = f"SMC_{self.name:<26} {args} > {describe_return_code(self.result[0])}"
-        if outs:
-            text += f" {outs}"
-        if self.condition:
-            text += f"  ({self.condition})"
-        return text
 
 
 class Rmm:
@@ -76,7 +49,8 @@ class Rmm:
         self.recs: dict[int, Rec] = {}
         self.rtts: dict[int, list[Rtte]] = {}
         self.vmids: set[int] = set()
-        self.log: Callable[[RmiCall], None] | None = None
+        self.log: Callable[[SmcCall], None] | None = None
+        self.note: str | None = None  # what the running command adds to its log record
         self._delegable = memory.platform.is_delegable
         from ccasim.rmm.rmi import COMMANDS  # the handlers import this module
 
@@ -105,7 +79,8 @@ class Rmm:
                 x0 = return_code(failure.status, failure.index)
                 result = (x0, *outputs, *NO_OUTPUTS[len(outputs) :])
         if self.log is not None:
-            self.log(RmiCall(fid, regs, result, condition))
+            note, self.note = self.note, None
+            self.log(SmcCall(fid, regs, result, condition, note))
         return result  # type: ignore[return-value]  # always five registers
 
     # -- granules ------------------------------------------------------------------------------
@@ -179,4 +154,4 @@ class Rmm:
         return Walk(lvl, rtt_addr, index, rtte)
 
 
-__all__ = ["RmiCall", "Rmm", "Status"]
+__all__ = ["Rmm", "SmcCall", "Status"]

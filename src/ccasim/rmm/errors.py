@@ -10,8 +10,9 @@ class CommandFailure(Exception):
 
     ``condition`` is the failure condition ID of the command definition (for example
     ``"rd_state"``), ``status`` and ``index`` are the return code the spec's post-condition
-    gives, and ``outputs`` are output registers X1.. that the spec defines even on failure
-    (for example ``top`` of RMI_DATA_DESTROY).
+    gives (an RmiStatusCode with its index, an RsiCommandReturnCode, or a PsciReturnCode),
+    and ``outputs`` are output registers X1.. that the spec defines even on failure (for
+    example ``top`` of RMI_DATA_DESTROY).
     """
 
     __slots__ = ("condition", "index", "outputs", "status")
@@ -19,7 +20,7 @@ class CommandFailure(Exception):
     def __init__(
         self,
         condition: str,
-        status: Status = Status.ERROR_INPUT,
+        status: int = Status.ERROR_INPUT,
         index: int = 0,
         outputs: tuple[int, ...] = (),
     ) -> None:

@@ -23,6 +23,7 @@ from ccasim.rmi.types import (
 from ccasim.rmm import exits
 from ccasim.rmm.exits import RecExitInfo
 from ccasim.rmm.gic import ICH_HCR_HOST_BITS
+from ccasim.rmm.log import SmcCall
 from ccasim.rmm.realm import Realm
 from ccasim.rmm.rec import LastExit, Rec
 from ccasim.rmm.s2tt import ASSIGNED_NS, DESTROYED, EMPTY, RAM, RTT_PAGE_LEVEL, UNASSIGNED
@@ -52,6 +53,18 @@ class RealmCall:
         """X1..X10 as the realm passed them."""
         return self.rec.gprs[1:11]
 
+    def log(
+        self,
+        fid: int,
+        args: tuple[int, ...],
+        result: tuple[int, ...],
+        condition: str | None = None,
+        note: str | None = None,
+    ) -> None:
+        """Record the realm's SMC in the RMM's log."""
+        if self.rmm.log is not None:
+            self.rmm.log(SmcCall(fid, args, result or (0,), condition, note))
+
 
 def run_rec(rmm: Rmm, rec: Rec, realm: Realm, run_ptr: int, enter: RecEnter) -> None:
     """REC entry, realm execution until a REC exit, and the exit record in ``run_ptr``."""
@@ -63,6 +76,7 @@ def run_rec(rmm: Rmm, rec: Rec, realm: Realm, run_ptr: int, enter: RecEnter) -> 
     finally:
         rec.state = RecState.READY
     record_exit(rmm, rec, info, run_ptr)
+    rmm.note = f"exit {info.reason.name}" + (f" ESR {info.esr:#x}" if info.esr else "")
 
 
 # -- REC entry ---------------------------------------------------------------------------
@@ -163,6 +177,7 @@ def handle_smc(call: RealmCall) -> RecExitInfo | None:
     if any(first <= fid <= last for first, last in PSCI_FID_RANGES):
         return handle_psci(call, fid)
     set_result(call.rec, SMCCC_NOT_SUPPORTED)
+    call.log(fid, (), (SMCCC_NOT_SUPPORTED,))
     return None
 
 

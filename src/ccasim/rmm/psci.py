@@ -11,6 +11,7 @@ from ccasim.psci import (
     mpidr_el1_to_index,
 )
 from ccasim.rmi.types import RecExitReason
+from ccasim.rmm.errors import CommandFailure
 from ccasim.rmm.execution import RealmCall, set_result
 from ccasim.rmm.exits import RecExitInfo
 from ccasim.rmm.rec import LastExit, PsciPending
@@ -41,36 +42,48 @@ def forward(call: RealmCall, fid: int, *args: int, pending: bool = False) -> Rec
 
 
 def handle_psci(call: RealmCall, fid: int) -> RecExitInfo | None:
-    """Run PSCI function ``fid`` for the calling REC (B6.3)."""
+    """Run PSCI function ``fid`` for the calling REC (B6.3) and log it."""
     rec = call.rec
-    x1, x2, x3 = rec.gprs[1], rec.gprs[2], rec.gprs[3]
+    args = tuple(rec.gprs[1:4])
+    try:
+        result = psci_function(call, fid, *args)
+    except CommandFailure as failure:
+        set_result(rec, failure.status)
+        call.log(fid, args, (failure.status,), failure.condition)
+        return None
+    if isinstance(result, RecExitInfo):
+        call.log(fid, args, (), note=f"REC exit {result.reason.name}")
+        return result
+    set_result(rec, result)
+    call.log(fid, args, (result,))
+    return None
+
+
+def psci_function(call: RealmCall, fid: int, x1: int, x2: int, x3: int) -> int | RecExitInfo:
+    """One PSCI function: its return value, or the REC exit that forwards it to the host."""
     if fid == PsciFid.VERSION:
-        set_result(rec, PSCI_VERSION_1_1)
-        return None
+        return PSCI_VERSION_1_1
     if fid == PsciFid.FEATURES:
-        ok = (x1 & 0xFFFF_FFFF) in SUPPORTED
-        set_result(rec, (PsciReturn.SUCCESS if ok else PsciReturn.NOT_SUPPORTED).encode())
-        return None
+        supported = (x1 & 0xFFFF_FFFF) in SUPPORTED
+        return (PsciReturn.SUCCESS if supported else PsciReturn.NOT_SUPPORTED).encode()
     if fid in (PsciFid.CPU_SUSPEND, PsciFid.CPU_SUSPEND_32):
         return forward(call, fid, x1 & 0xFFFF_FFFF, x2, x3)
     if fid == PsciFid.CPU_OFF:
-        rec.runnable = False
+        call.rec.runnable = False
         return forward(call, fid)
     if fid in CPU_ON_FIDS:
         if not call.realm.is_protected(x2):
-            set_result(rec, PsciReturn.INVALID_ADDRESS.encode())
-            return None
+            raise CommandFailure("entry", PsciReturn.INVALID_ADDRESS.encode())
         if not mpidr_is_used(call, x1):
-            set_result(rec, PsciReturn.INVALID_PARAMETERS.encode())
-            return None
+            raise CommandFailure("mpidr", PsciReturn.INVALID_PARAMETERS.encode())
         return forward(call, fid, x1, x2, x3, pending=True)
     if fid in AFFINITY_INFO_FIDS:
-        if x2 & 0xFFFF_FFFF != 0 or not mpidr_is_used(call, x1):
-            set_result(rec, PsciReturn.INVALID_PARAMETERS.encode())
-            return None
+        if x2 & 0xFFFF_FFFF != 0:
+            raise CommandFailure("target_bound", PsciReturn.INVALID_PARAMETERS.encode())
+        if not mpidr_is_used(call, x1):
+            raise CommandFailure("target_match", PsciReturn.INVALID_PARAMETERS.encode())
         return forward(call, fid, x1, x2 & 0xFFFF_FFFF, pending=True)
     if fid in (PsciFid.SYSTEM_OFF, PsciFid.SYSTEM_RESET):
         call.realm.state = RealmState.SYSTEM_OFF
         return forward(call, fid)
-    set_result(rec, PsciReturn.NOT_SUPPORTED.encode())
-    return None
+    return PsciReturn.NOT_SUPPORTED.encode()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ccasim.rmm.errors import CommandFailure
 from ccasim.rmm.execution import RealmCall, set_result
 from ccasim.rmm.exits import RecExitInfo
 from ccasim.rsi import RsiFid
@@ -36,12 +37,21 @@ def handle_rsi(call: RealmCall, fid: int) -> RecExitInfo | None:
     entry = COMMANDS.get(fid)
     if entry is None:
         set_result(call.rec, SMCCC_NOT_SUPPORTED)
+        call.log(fid, (), (SMCCC_NOT_SUPPORTED,))
         return None
     handler, nargs = entry
-    result = handler(call, *call.args[:nargs])
+    args = tuple(call.args[:nargs])
+    try:
+        result = handler(call, *args)
+    except CommandFailure as failure:
+        set_result(call.rec, failure.status, *failure.outputs)
+        call.log(fid, args, (failure.status, *failure.outputs), failure.condition)
+        return None
     if isinstance(result, RecExitInfo):
+        call.log(fid, args, (), note=f"REC exit {result.reason.name}")
         return result
     set_result(call.rec, *result)
+    call.log(fid, args, result)
     return None
 
 

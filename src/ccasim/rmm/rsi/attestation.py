@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 
 from ccasim.hw.memory import GRANULE_MASK, GRANULE_SIZE
+from ccasim.rmm.errors import CommandFailure
 from ccasim.rmm.execution import RealmCall
 from ccasim.rmm.exits import RecExitInfo
 from ccasim.rmm.rsi import command
@@ -38,17 +39,17 @@ def attestation_token_continue(
     """
     rec = call.rec
     if addr & GRANULE_MASK:
-        return (RsiStatus.ERROR_INPUT,)
+        raise CommandFailure("addr_align", RsiStatus.ERROR_INPUT)
     if not call.realm.is_protected(addr):
-        return (RsiStatus.ERROR_INPUT,)
+        raise CommandFailure("addr_bound", RsiStatus.ERROR_INPUT)
     if offset >= GRANULE_SIZE:
-        return (RsiStatus.ERROR_INPUT,)
+        raise CommandFailure("offset_bound", RsiStatus.ERROR_INPUT)
     if (offset + size) & MASK64 < offset:
-        return (RsiStatus.ERROR_INPUT,)
+        raise CommandFailure("size_overflow", RsiStatus.ERROR_INPUT)
     if offset + size > GRANULE_SIZE:
-        return (RsiStatus.ERROR_INPUT,)
+        raise CommandFailure("size_bound", RsiStatus.ERROR_INPUT)
     if not rec.attest_in_progress:
-        return (RsiStatus.ERROR_STATE,)
+        raise CommandFailure("state", RsiStatus.ERROR_STATE)
     pa = access_granule(call, addr)
     if not isinstance(pa, int):
         return pa

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ccasim.hw.memory import GRANULE_MASK
 from ccasim.rmi.types import HashAlgorithm as RmiHashAlgorithm
+from ccasim.rmm.errors import CommandFailure
 from ccasim.rmm.execution import RealmCall
 from ccasim.rmm.exits import RecExitInfo
 from ccasim.rmm.rsi import command
@@ -22,9 +23,9 @@ def realm_config(call: RealmCall, addr: int) -> tuple[int, ...] | RecExitInfo:
     """B5.3.9: write RsiRealmConfig (IPA width, hash algorithm, RPV) to the granule at ``addr``."""
     realm = call.realm
     if addr & GRANULE_MASK:
-        return (RsiStatus.ERROR_INPUT,)
+        raise CommandFailure("addr_align", RsiStatus.ERROR_INPUT)
     if not realm.is_protected(addr):
-        return (RsiStatus.ERROR_INPUT,)
+        raise CommandFailure("addr_bound", RsiStatus.ERROR_INPUT)
     pa = access_granule(call, addr)
     if not isinstance(pa, int):
         return pa

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from ccasim.hw.memory import GRANULE_MASK
 from ccasim.rmi.structs import RecEnter
 from ccasim.rmi.types import RecExitReason
+from ccasim.rmm.errors import CommandFailure
 from ccasim.rmm.execution import RealmCall, set_result
 from ccasim.rmm.exits import RecExitInfo
 from ccasim.rmm.realm import Realm
@@ -29,9 +30,9 @@ def host_call(call: RealmCall, addr: int) -> tuple[int, ...] | RecExitInfo:
     back into the structure (A4.2.2).
     """
     if addr % HOST_CALL_ALIGN:
-        return (RsiStatus.ERROR_INPUT,)
+        raise CommandFailure("addr_align", RsiStatus.ERROR_INPUT)
     if not call.realm.is_protected(addr):
-        return (RsiStatus.ERROR_INPUT,)
+        raise CommandFailure("addr_bound", RsiStatus.ERROR_INPUT)
     pa = access_granule(call, addr)
     if not isinstance(pa, int):
         return pa
@@ -51,14 +52,15 @@ def complete_host_call(rmm: Rmm, rec: Rec, realm: Realm, enter: RecEnter) -> Rec
     Abort, and the copy is retried on the next entry.
     """
     call = RealmCall(rmm, realm, rec)
-    pa = access_granule(call, rec.host_call_addr)
+    try:
+        pa = access_granule(call, rec.host_call_addr)
+    except CommandFailure as failure:  # the page became EMPTY meanwhile
+        set_result(rec, failure.status)
+        rec.host_call_pending = False
+        return None
     if isinstance(pa, RecExitInfo):
         rec.last_exit = LastExit.HOST_CALL
         return pa
-    if isinstance(pa, tuple):  # the realm made the page EMPTY meanwhile
-        set_result(rec, *pa)
-        rec.host_call_pending = False
-        return None
     offset = rec.host_call_addr & GRANULE_MASK
     imm = HostCall.unpack(rmm.mem.memory.read(pa + offset, HostCall.SIZE)).imm
     rmm.mem.memory.write(pa + offset, HostCall(imm, list(enter.gprs)).pack())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 
 from ccasim.rmm import measurement
+from ccasim.rmm.errors import CommandFailure
 from ccasim.rmm.execution import RealmCall
 from ccasim.rmm.rsi import command
 from ccasim.rsi import RsiFid, RsiStatus
@@ -16,7 +17,7 @@ _DOUBLEWORDS = struct.Struct("<8Q")
 def measurement_read(call: RealmCall, index: int) -> tuple[int, ...]:
     """B5.3.8: the RIM (index 0) or a REM (1-4), as eight doublewords, zero padded."""
     if index > 4:
-        return (RsiStatus.ERROR_INPUT,)
+        raise CommandFailure("index_bound", RsiStatus.ERROR_INPUT)
     return (RsiStatus.SUCCESS, *_DOUBLEWORDS.unpack(call.realm.measurements[index]))
 
 
@@ -24,9 +25,9 @@ def measurement_read(call: RealmCall, index: int) -> tuple[int, ...]:
 def measurement_extend(call: RealmCall, index: int, size: int, *value: int) -> tuple[int, ...]:
     """B5.3.7: REM[index] = H(REM[index] || the first ``size`` bytes of X3..X10) (B3.42)."""
     if not 1 <= index <= 4:
-        return (RsiStatus.ERROR_INPUT,)
+        raise CommandFailure("index_bound", RsiStatus.ERROR_INPUT)
     if size > 64:
-        return (RsiStatus.ERROR_INPUT,)
+        raise CommandFailure("size_bound", RsiStatus.ERROR_INPUT)
     realm = call.realm
     data = _DOUBLEWORDS.pack(*value)[:size]
     realm.measurements[index] = measurement.rem_extend(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ccasim.hw.memory import GRANULE_MASK
 from ccasim.rmi.types import RecExitReason
 from ccasim.rmm import s2tt
+from ccasim.rmm.errors import CommandFailure
 from ccasim.rmm.execution import RealmCall
 from ccasim.rmm.exits import RecExitInfo
 from ccasim.rmm.realm import Realm
@@ -29,17 +30,23 @@ def range_is_protected(base: int, top: int, realm: Realm) -> bool:
     )
 
 
-def check_range(base: int, top: int, realm: Realm) -> bool:
-    """base_align, top_align/end_align, size_valid, rgn_bound."""
-    return not (base | top) & GRANULE_MASK and top > base and range_is_protected(base, top, realm)
+def check_range(base: int, top: int, realm: Realm, top_id: str) -> None:
+    """base_align, top_align (end_align), size_valid, rgn_bound."""
+    if base & GRANULE_MASK:
+        raise CommandFailure("base_align", RsiStatus.ERROR_INPUT)
+    if top & GRANULE_MASK:
+        raise CommandFailure(top_id, RsiStatus.ERROR_INPUT)
+    if top <= base:
+        raise CommandFailure("size_valid", RsiStatus.ERROR_INPUT)
+    if not range_is_protected(base, top, realm):
+        raise CommandFailure("rgn_bound", RsiStatus.ERROR_INPUT)
 
 
 @command(RsiFid.IPA_STATE_GET, 2)
 def ipa_state_get(call: RealmCall, base: int, top: int) -> tuple[int, ...]:
     """B5.3.5: the RIPAS at ``base`` and how far from base it stays the same (out_top)."""
     realm = call.realm
-    if not check_range(base, top, realm):
-        return (RsiStatus.ERROR_INPUT,)
+    check_range(base, top, realm, "end_align")
     walk = call.rmm.rtt_walk(realm, base, RTT_PAGE_LEVEL)
     rtt = call.rmm.rtts[walk.rtt_addr]
     ripas = walk.rtte.ripas
@@ -62,11 +69,10 @@ def ipa_state_set(
     and X2 whether the host rejected it.
     """
     realm, rec = call.realm, call.rec
-    if not check_range(base, top, realm):
-        return (RsiStatus.ERROR_INPUT,)
+    check_range(base, top, realm, "top_align")
     ripas &= 0xFF
     if ripas not in (RsiRipas.EMPTY, RsiRipas.RAM):
-        return (RsiStatus.ERROR_INPUT,)
+        raise CommandFailure("ripas_valid", RsiStatus.ERROR_INPUT)
     rec.ripas_addr, rec.ripas_top = base, top
     rec.ripas_value = Ripas.RAM if ripas == RsiRipas.RAM else Ripas.EMPTY
     rec.ripas_destroyed = bool(flags & RIPAS_CHANGE_DESTROYED)

@@ -9,6 +9,7 @@ host can map it, and the realm's SMC runs again on the next entry (as the refere
 from __future__ import annotations
 
 from ccasim.rmm import exits
+from ccasim.rmm.errors import CommandFailure
 from ccasim.rmm.execution import RealmCall
 from ccasim.rmm.exits import RecExitInfo
 from ccasim.rmm.rec import LastExit
@@ -17,12 +18,13 @@ from ccasim.rmm.stage2 import realm_granule
 from ccasim.rsi import RsiStatus
 
 
-def access_granule(call: RealmCall, ipa: int) -> int | tuple[int, ...] | RecExitInfo:
-    """The PA of the realm granule holding Protected ``ipa``, or the command's failure."""
+def access_granule(call: RealmCall, ipa: int) -> int | RecExitInfo:
+    """The PA of the realm granule holding Protected ``ipa``, or the REC exit that lets the
+    host map it. Raises the ``buffer_ripas`` failure (RSI_ERROR_INPUT) at RIPAS EMPTY."""
     found = realm_granule(call.rmm, call.realm, ipa)
     if isinstance(found, int):
         return found
     if found.rtte.ripas is EMPTY:
-        return (RsiStatus.ERROR_INPUT,)
+        raise CommandFailure("buffer_ripas", RsiStatus.ERROR_INPUT)
     call.rec.last_exit = LastExit.OTHER
     return exits.data_abort(ipa, found.level)

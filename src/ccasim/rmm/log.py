@@ -1,0 +1,73 @@
+"""The RMM's log: one record per SMC it handles (RMI from the host, RSI and PSCI from realms).
+
+Records print in the reference RMM's (TF-RMM) format, with the failure condition that caught a
+failing command and, for RMI_REC_ENTER, why the REC exited::
+
+    SMC_RMI_DATA_CREATE            88000000 88007000 1000 88006000 1 > RMI_SUCCESS
+    SMC_RSI_IPA_STATE_SET          80000000 80001001 1 0 > RSI_ERROR_INPUT  (top_align)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ccasim.psci import PSCI_FID_RANGES, PsciFid
+from ccasim.rmi.fid import FID, RMI_FID_FIRST, RMI_FID_LAST
+from ccasim.rmi.status import describe_return_code
+from ccasim.rsi import RSI_FID_FIRST, RSI_FID_LAST, RsiFid, RsiStatus
+
+MASK64 = (1 << 64) - 1
+
+
+def interface_of(fid: int) -> str:
+    if RMI_FID_FIRST <= fid <= RMI_FID_LAST:
+        return "RMI"
+    if RSI_FID_FIRST <= fid <= RSI_FID_LAST:
+        return "RSI"
+    if any(first <= fid <= last for first, last in PSCI_FID_RANGES):
+        return "PSCI"
+    return "SMC"
+
+
+@dataclass(frozen=True, slots=True)
+class SmcCall:
+    """One SMC the RMM handled: FID, input registers, X0.. on return, and what it found."""
+
+    fid: int
+    args: tuple[int, ...]
+    result: tuple[int, ...]
+    condition: str | None = None
+    note: str | None = None
+
+    @property
+    def interface(self) -> str:
+        return interface_of(self.fid)
+
+    @property
+    def name(self) -> str:
+        enum = {"RMI": FID, "RSI": RsiFid, "PSCI": PsciFid}.get(self.interface)
+        if enum is not None and self.fid in enum._value2member_map_:
+            return f"{self.interface}_{enum(self.fid).name}"
+        return f"FID {self.fid:#x}"
+
+    def status(self) -> str:
+        x0 = self.result[0]
+        if x0 == MASK64:
+            return "SMCCC_NOT_SUPPORTED"
+        if self.interface == "RMI":
+            return describe_return_code(x0)
+        if self.interface == "RSI" and x0 in RsiStatus._value2member_map_:
+            return f"RSI_{RsiStatus(x0).name}"
+        return f"{x0 - (1 << 64) if x0 >> 63 else x0:#x}"
+
+    def __str__(self) -> str:
+        args = " ".join(f"{a:x}" for a in self.args)
+        text = f"SMC_{self.name:<26} {args} > {self.status()}"
+        outs = " ".join(f"{v:x}" for v in self.result[1:] if v)
+        if outs:
+            text += f" {outs}"
+        if self.condition:
+            text += f"  ({self.condition})"
+        if self.note:
+            text += f"  [{self.note}]"
+        return text
