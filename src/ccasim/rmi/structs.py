@@ -24,39 +24,63 @@ def member(offset: int, fmt: str, count: int = 1, default=0):
 
 
 class AbiStruct:
-    """Mixin: pack and unpack a dataclass at the byte offsets its members declare."""
+    """Mixin: pack and unpack a dataclass at the byte offsets its members declare.
+
+    The members compile to one :class:`struct.Struct` per class (with pad bytes between them),
+    so packing or unpacking a structure is a single call.
+    """
 
     SIZE: ClassVar[int] = 4096
+    _codecs: ClassVar[dict[type, tuple[struct.Struct, list[tuple[str, int, bool]]]]] = {}
+
+    @classmethod
+    def _codec(cls) -> tuple[struct.Struct, list[tuple[str, int, bool]]]:
+        codec = AbiStruct._codecs.get(cls)
+        if codec is None:
+            fmt, pos, layout = "<", 0, []
+            members = sorted(dataclasses.fields(cls), key=lambda f: f.metadata["offset"])  # type: ignore[arg-type]
+            for f in members:
+                m = f.metadata
+                code = m["fmt"] if m["fmt"].endswith("s") else f"{m['count']}{m['fmt']}"
+                if m["offset"] < pos:
+                    raise TypeError(f"{cls.__name__}.{f.name} overlaps the member before it")
+                fmt += f"{m['offset'] - pos}x{code}"
+                pos = m["offset"] + struct.calcsize("<" + code)
+                layout.append((f.name, m["count"], m["fmt"].endswith("s")))
+            fmt += f"{cls.SIZE - pos}x"
+            codec = AbiStruct._codecs[cls] = (struct.Struct(fmt), layout)
+        return codec
 
     def pack(self) -> bytes:
-        buf = bytearray(self.SIZE)
-        self.pack_into(buf, 0)
-        return bytes(buf)
+        codec, layout = self._codec()
+        values: list[object] = []
+        for name, count, is_bytes in layout:
+            value = getattr(self, name)
+            if is_bytes:
+                values.append(bytes(value))
+            elif count > 1:
+                if len(value) != count:
+                    raise ValueError(f"{name} needs {count} values, got {len(value)}")
+                values.extend(value)
+            else:
+                values.append(value)
+        return codec.pack(*values)
 
     def pack_into(self, buf: bytearray, base: int) -> None:
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            m, value = f.metadata, getattr(self, f.name)
-            if m["fmt"].endswith("s"):
-                value = bytes(value).ljust(struct.calcsize(m["fmt"]), b"\0")
-                struct.pack_into("<" + m["fmt"], buf, base + m["offset"], value)
-            elif m["count"] > 1:
-                if len(value) != m["count"]:
-                    raise ValueError(f"{f.name} needs {m['count']} values, got {len(value)}")
-                struct.pack_into(f"<{m['count']}{m['fmt']}", buf, base + m["offset"], *value)
-            else:
-                struct.pack_into("<" + m["fmt"], buf, base + m["offset"], value)
+        buf[base : base + self.SIZE] = self.pack()
 
     @classmethod
     def unpack(cls, data: bytes, base: int = 0):
-        kwargs = {}
-        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-            m = f.metadata
-            if m["count"] > 1:
-                kwargs[f.name] = list(
-                    struct.unpack_from(f"<{m['count']}{m['fmt']}", data, base + m["offset"])
-                )
+        codec, layout = cls._codec()
+        values = codec.unpack_from(data, base)
+        kwargs, i = {}, 0
+        for name, count, is_bytes in layout:
+            if count > 1 and not is_bytes:
+                kwargs[name] = list(values[i : i + count])
+                i += count
             else:
-                (kwargs[f.name],) = struct.unpack_from("<" + m["fmt"], data, base + m["offset"])
+                kwargs[name] = values[i]
+                i += 1
         return cls(**kwargs)
 
 
