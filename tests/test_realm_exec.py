@@ -620,5 +620,5 @@ def test_rmm_log_shows_realm_calls_and_exits():
     launched = host.launch("t.host-call", tag="log")
     host.enter(launched.recs[0], launched.run)
     lines = [str(rsi_calls(host)[0]), str(host.m.rmm_log[-1])]
-    assert lines[0].startswith("SMC_RSI_HOST_CALL") and "[REC exit HOST_CALL]" in lines[0]
+    assert lines[0].startswith("SMC_RSI_HOST_CALL") and lines[0].endswith("> ...  [REC exit HOST_CALL]")
     assert lines[1].startswith("SMC_RMI_REC_ENTER") and "[exit HOST_CALL]" in lines[1]

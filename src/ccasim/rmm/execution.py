@@ -63,7 +63,7 @@ class RealmCall:
     ) -> None:
         """Record the realm's SMC in the RMM's log."""
         if self.rmm.log is not None:
-            self.rmm.log(SmcCall(fid, args, result or (0,), condition, note))
+            self.rmm.log(SmcCall(fid, args, result, condition, note))
 
 
 def run_rec(rmm: Rmm, rec: Rec, realm: Realm, run_ptr: int, enter: RecEnter) -> None:

@@ -51,6 +51,8 @@ class SmcCall:
         return f"FID {self.fid:#x}"
 
     def status(self) -> str:
+        if not self.result:  # the call did not return: the REC exited to the host
+            return "..."
         x0 = self.result[0]
         if x0 == MASK64:
             return "SMCCC_NOT_SUPPORTED"
