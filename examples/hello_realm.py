@@ -19,7 +19,9 @@ UART = (1 << 47) + 0x1000  # an emulated device at an Unprotected IPA
 
 @guest.program("hello")
 def hello(cpu, greeting):
-    status, lower, higher = yield from rsi.version()
+    status, _, _ = yield from rsi.version()
+    if status:  # RSI 1.0 is not available: nothing else would work
+        return
     yield from rsi.ipa_state_set(RAM + 0x10000, RAM + 0x20000, RsiRipas.RAM)
     for ch in greeting.encode():  # a byte at a time to the emulated UART
         yield guest.Store(UART, bytes([ch]))

@@ -620,5 +620,66 @@ def test_rmm_log_shows_realm_calls_and_exits():
     launched = host.launch("t.host-call", tag="log")
     host.enter(launched.recs[0], launched.run)
     lines = [str(rsi_calls(host)[0]), str(host.m.rmm_log[-1])]
-    assert lines[0].startswith("SMC_RSI_HOST_CALL") and lines[0].endswith("> ...  [REC exit HOST_CALL]")
+    assert lines[0].startswith("SMC_RSI_HOST_CALL") and lines[0].endswith(
+        "> ...  [REC exit HOST_CALL]"
+    )
     assert lines[1].startswith("SMC_RMI_REC_ENTER") and "[exit HOST_CALL]" in lines[1]
+
+
+@guest.program("t.cpu-on-denied")
+def cpu_on_denied(cpu, tag):
+    seen(tag).append((yield from rsi.cpu_on(1, RAM_BASE)))
+
+
+def test_host_may_deny_cpu_on():
+    """B3.27 / B4.3.7: the host completes CPU_ON with PSCI_DENIED; the realm sees DENIED and the
+    target stays off."""
+    host = Host()
+    launched = host.launch("t.cpu-on-denied", tag="denied", recs=2)
+    rec0, rec1 = launched.recs
+    host.enter(rec0, launched.run)
+    host.rmi.psci_complete(rec0, rec1, PsciReturn.DENIED.encode()).check()
+    host.enter(rec0, launched.run)
+    assert SEEN["denied"] == [PsciReturn.DENIED]
+    assert host.rmi.rec_enter(rec1, launched.run).status == Status.ERROR_REC  # not runnable
+
+
+@guest.program("t.attest-rem")
+def attest_rem(cpu, tag):
+    yield from rsi.measurement_extend(3, b"\xee" * 64)
+    seen(tag).append((yield from rsi.attestation_token(b"\x01" * 64, RAM_BASE + 0x4000)))
+
+
+def test_sha512_realm_token_carries_64_byte_measurements():
+    host = Host()
+    realm = host.realm(hash_algo=1)
+    host.tables(realm, RAM_BASE)
+    host.rmi.rtt_init_ripas(realm.rd, RAM_BASE, RAM_BASE + 0x10000).check()
+    image = guest.image("t.attest-rem", tag="sha512")
+    for i in range(16):
+        src = host.ns_page(image[i * 4096 : (i + 1) * 4096])
+        host.rmi.data_create(realm.rd, host.delegated(), RAM_BASE + i * 4096, src, 1).check()
+    rec = host.rec(realm, pc=RAM_BASE)
+    host.rmi.realm_activate(realm.rd).check()
+    host.enter(rec, host.ns_page())
+    claims = cbor2.loads(cbor2.loads(cbor2.loads(SEEN["sha512"][0]).value[44241]).value[2])
+    assert claims[44236] == "sha-512" and len(claims[44238]) == 64
+    rems = host.m.realm_measurements(realm.rd)[1:]
+    assert claims[44239] == rems and rems[2] != bytes(64)
+
+
+def test_user_supplied_attestation_keys_sign_the_token():
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from ccasim.el3.attestation import PlatformAttestation
+
+    cpak = ec.generate_private_key(ec.SECP256R1())
+    import ccasim
+
+    host = Host(machine=ccasim.Machine(attestation=PlatformAttestation(cpak=cpak)))
+    launched = host.launch("t.attest", tag="own-key", challenge=b"\x05" * 64)
+    host.enter(launched.recs[0], launched.run)
+    platform = cbor2.loads(cbor2.loads(SEEN["own-key"][0]).value[44234])
+    protected, _, payload, signature = platform.value
+    assert cbor2.loads(protected) == {1: -7}  # ES256 for a P-256 key
+    assert cose.verify1(protected, payload, signature, cpak.public_key())
