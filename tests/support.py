@@ -178,6 +178,7 @@ class Host:
         populate: bool = True,
         runnable: tuple[int, ...] = (0,),
         activate: bool = True,
+        pc: int = RAM_BASE,
         **params,
     ) -> Launched:
         """Build and activate a realm running guest ``program`` (image at RAM_BASE, RAM over
@@ -196,7 +197,7 @@ class Host:
             src = self.ns_page(content)
             self.rmi.data_create(realm.rd, self.delegated(), RAM_BASE + i * GRANULE, src, 1).check()
         rec_addrs = [
-            self.rec(realm, i, runnable=i in runnable, pc=RAM_BASE, gprs=[i, 0, 0, 0, 0, 0, 0, 0])
+            self.rec(realm, i, runnable=i in runnable, pc=pc, gprs=[i, 0, 0, 0, 0, 0, 0, 0])
             for i in range(recs)
         ]
         if activate:

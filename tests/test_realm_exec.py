@@ -209,10 +209,8 @@ def test_no_image_at_the_pc_wedges_the_vcpu():
     """A REC whose PC holds no image takes an exception it cannot handle: the host only sees
     IRQ exits (its timer preempting a vCPU that makes no progress)."""
     host = Host()
-    launched = host.launch("t.spin", tag="wedge", populate=True)
-    host.m.ns_write(launched.run, bytes(4096))
+    launched = host.launch("t.spin", tag="wedge", pc=RAM_BASE + 0x3000)  # a page of zeros
     rec = host.m._rmm.recs[launched.recs[0]]
-    rec.vcpu.pc = RAM_BASE + 0x3000  # a DATA page of zeros (stand-in for a bad entry point)
     for _ in range(2):
         assert host.enter(launched.recs[0], launched.run).exit_reason == RecExitReason.IRQ
     assert "no runnable image" in rec.vcpu.console[-1]
