@@ -1,0 +1,43 @@
+"""The ``ccasim`` command line.
+
+Every failure the user can cause (a bad option, a missing or malformed file) ends with one
+line on standard error naming the problem and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ccasim import __version__
+from ccasim.cli.token import token
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ccasim")
+def cli() -> None:
+    """ccasim: an executable model of the Arm CCA realm stack (RMM 1.0)."""
+
+
+cli.add_command(token)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit status."""
+    try:
+        result = cli.main(args=argv, prog_name="ccasim", standalone_mode=False)
+    except click.ClickException as e:
+        click.echo(f"ccasim: error: {e.format_message()}", err=True)
+        return e.exit_code
+    except click.Abort:
+        click.echo("ccasim: aborted", err=True)
+        return 1
+    except OSError as e:
+        click.echo(f"ccasim: error: {e.filename or ''}: {e.strerror or e}", err=True)
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+def entry_point() -> None:
+    sys.exit(main())

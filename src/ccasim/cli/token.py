@@ -1,0 +1,137 @@
+"""``ccasim token``: decode and verify CCA attestation tokens."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import click
+
+from ccasim import attest
+from ccasim.attest.claims import NAMES, SW_COMPONENT_FIELDS
+from ccasim.attest.verify import ALG_NAMES
+
+
+def read_file(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise click.ClickException(f"cannot read {what} {path}: {e.strerror}") from None
+
+
+def hex_option(value: str | None, name: str) -> bytes | None:
+    if value is None:
+        return None
+    try:
+        return bytes.fromhex(value.removeprefix("0x"))
+    except ValueError:
+        raise click.BadParameter(f"not hexadecimal: {value!r}", param_hint=name) from None
+
+
+def render(value: object, indent: str, names: Mapping[int, str] | None = None) -> list[str]:
+    """Claim values as an indented tree."""
+    if isinstance(value, bytes):
+        return [value.hex() if value else "(empty)"]
+    if isinstance(value, Mapping):
+        lines = [""]
+        for key, item in value.items():
+            label = f"{names[key]} ({key})" if names and key in names else str(key)
+            sub = render(item, indent + "  ")
+            lines.append(f"{indent}{label}: {sub[0]}")
+            lines.extend(sub[1:])
+        return lines
+    if isinstance(value, list | tuple):
+        lines = [f"array of {len(value)}"]
+        for i, item in enumerate(value):
+            sub = render(
+                item, indent + "  ", SW_COMPONENT_FIELDS if isinstance(item, Mapping) else None
+            )
+            lines.append(f"{indent}[{i}] {sub[0]}")
+            lines.extend(sub[1:])
+        return lines
+    return [json.dumps(value) if isinstance(value, str) else str(value)]
+
+
+def jsonable(value: object) -> object:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+@click.group()
+def token() -> None:
+    """Decode and verify CCA attestation tokens (RMM spec A7.2.3)."""
+
+
+@token.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the claims as JSON.")
+def show(file: str, as_json: bool) -> None:
+    """Print the claims of the CCA token in FILE as a tree.
+
+    Accepts the RMM 1.0 tag 399 collection and the tag 907 CMW collection.
+    """
+    data = read_file(file, "token")
+    try:
+        tok = attest.decode_token(data)
+    except (attest.TokenError, attest.ClaimsError) as e:
+        raise click.ClickException(f"{file}: {e}") from None
+    if as_json:
+        out = {
+            "form": tok.form,
+            "platform": jsonable(tok.platform_claims),
+            "realm": jsonable(tok.realm_claims),
+        }
+        click.echo(json.dumps(out, indent=2))
+        return
+    click.echo(f"CCA token ({tok.form}), {len(data)} bytes")
+    for what, sign1, claims in (
+        ("platform", tok.platform, tok.platform_claims),
+        ("realm", tok.realm, tok.realm_claims),
+    ):
+        alg = ALG_NAMES.get(sign1.alg or 0, f"alg {sign1.alg}")
+        click.echo(f"{what} token: COSE_Sign1 {alg}, {len(sign1.payload)}-byte claims")
+        for line in render(claims, "  ", NAMES[what])[1:]:
+            click.echo(line)
+
+
+@token.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "--cpak", required=True, help="Platform key: PEM, JWK, trust-anchor JSON or COSE_Key file."
+)
+@click.option(
+    "--expect-rim", metavar="HEX", help="The Realm Initial Measurement the realm must have."
+)
+@click.option("--expect-rpv", metavar="HEX", help="The Realm Personalization Value it must have.")
+@click.option(
+    "--challenge",
+    metavar="HEX",
+    help="The challenge the token must carry (zero padded to 64 bytes).",
+)
+def verify(
+    file: str, cpak: str, expect_rim: str | None, expect_rpv: str | None, challenge: str | None
+) -> int:
+    """Verify the CCA token in FILE: both signatures, the RAK binding, the claims, and any
+    expected values. Prints one line per check; exits 0 only if all pass."""
+    data = read_file(file, "token")
+    try:
+        key = attest.load_public_key(read_file(cpak, "key"))
+    except attest.KeyError_ as e:
+        raise click.ClickException(f"{cpak}: {e}") from None
+    report = attest.verify_token(
+        data,
+        key,
+        expect_rim=hex_option(expect_rim, "--expect-rim"),
+        expect_rpv=hex_option(expect_rpv, "--expect-rpv"),
+        challenge=hex_option(challenge, "--challenge"),
+    )
+    for line in report.lines():
+        click.echo(line)
+    click.echo("token verified" if report.ok else "token NOT verified")
+    return 0 if report.ok else 1
