@@ -1,6 +1,7 @@
 """Token decoding and verification (ccasim.attest, `ccasim token`) against the public vectors
 in ../shared/vectors (their README states what each must give), and ccasim's own tokens."""
 
+import contextlib
 import re
 from pathlib import Path
 
@@ -113,10 +114,9 @@ def test_a_repeated_platform_claim_is_rejected():
 
 @given(st.binary(max_size=200))
 def test_arbitrary_bytes_never_crash_the_decoder(data):
-    try:
+    """Any input either decodes or raises the decoder's own errors (nothing else)."""
+    with contextlib.suppress(attest.TokenError, attest.ClaimsError):
         attest.decode_token(data)
-    except (attest.TokenError, attest.ClaimsError):
-        pass
 
 
 @pytest.mark.parametrize("cut", [1, 10, 100, 1000])
