@@ -11,6 +11,7 @@ import sys
 import click
 
 from ccasim import __version__
+from ccasim.cli.measure import measure
 from ccasim.cli.token import token
 
 
@@ -20,6 +21,7 @@ def cli() -> None:
     """ccasim: an executable model of the Arm CCA realm stack (RMM 1.0)."""
 
 
+cli.add_command(measure)
 cli.add_command(token)
 
 

@@ -1,0 +1,276 @@
+"""``ccasim measure``: predict the measurements of a realm a VMM would launch."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from pathlib import Path
+
+import click
+
+from ccasim.measure import Blob, Capabilities, CapabilityError, RealmImage, RimCalculator, vmm_args
+from ccasim.measure.capabilities import load_toml
+
+DIGEST_SIZE = {"sha256": 32, "sha512": 64}
+
+
+def _bool(value: str | None) -> bool | None:
+    if value is None:
+        return None
+    lowered = value.lower()
+    if lowered in ("true", "on", "yes", "1"):
+        return True
+    if lowered in ("false", "off", "no", "0"):
+        return False
+    raise click.BadParameter(f"{value!r} is not true or false")
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise click.ClickException(f"cannot read {what} {path}: {e.strerror}") from None
+
+
+def _write(path: str, data: bytes, what: str) -> None:
+    try:
+        Path(path).write_bytes(data)
+    except OSError as e:
+        raise click.ClickException(f"cannot write {what} {path}: {e.strerror}") from None
+
+
+HELP = """Predict the RIM (and REMs, zero at start) of a realm that kvmtool or QEMU would launch.
+
+\b
+  ccasim measure [options] kvmtool --realm -c 2 -m 512M -k Image [-i initrd] [-p cmdline]
+  ccasim measure [options] qemu -M virt -m 1G -kernel Image -object rme-guest,id=r0,...
+  ccasim measure [options] custom --ram 0x80000000:512M --load Image@0x80000000 --pc ...
+
+The VMM's own placement rules and construction order are followed (realm parameters, RIPAS
+over all RAM, measured images in ascending IPA order, the boot vCPU's REC, unmeasured pages
+last). Without --dtb, ccasim generates the device tree the VMM would pass; a RIM equal to a
+real kvmtool or QEMU launch needs that VMM's actual DTB, given with --dtb.
+
+Host capabilities are given as Veraison's realm-measurements takes them: options, and TOML
+files (-c, stackable; each file can only lower what the ones before allowed).
+"""
+
+
+@click.group(help=HELP)
+@click.option("-c", "--config", "configs", multiple=True, metavar="FILE", help="Capabilities TOML.")
+@click.option("--ipa-bits", type=int)
+@click.option("--num-bps", type=int)
+@click.option("--num-wps", type=int)
+@click.option("--sve-vl", type=int, help="Largest SVE vector length in bits (0: no SVE).")
+@click.option("--pmu-num-ctrs", type=int)
+@click.option("--pmu", metavar="BOOL")
+@click.option("--lpa2", metavar="BOOL")
+@click.option("--hash-algo", type=click.Choice(["sha256", "sha512"]))
+@click.option("--dtb", metavar="FILE", help="Measure this device tree as is.")
+@click.option("--output-dtb", metavar="FILE", help="Write the device tree that was measured.")
+@click.option("-v", "--verbose", is_flag=True, help="Print every step with the RIM after it.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["hex", "base64", "json"]),
+    default="hex",
+    show_default=True,
+)
+@click.option("--corim", metavar="FILE", help="Also write reference values as a CoMID (JSON).")
+@click.pass_context
+def measure(ctx: click.Context, configs: tuple[str, ...], **options: object) -> None:
+    caps = Capabilities()
+    try:
+        for path in configs:
+            caps = caps.restrict(load_toml(path, _read(path, "config").decode(errors="replace")))
+        cli_caps = Capabilities(
+            ipa_bits=options["ipa_bits"],  # type: ignore[arg-type]
+            num_bps=options["num_bps"],  # type: ignore[arg-type]
+            num_wps=options["num_wps"],  # type: ignore[arg-type]
+            sve_vl=options["sve_vl"],  # type: ignore[arg-type]
+            pmu_num_ctrs=options["pmu_num_ctrs"],  # type: ignore[arg-type]
+            pmu=_bool(options["pmu"]),  # type: ignore[arg-type]
+            lpa2=_bool(options["lpa2"]),  # type: ignore[arg-type]
+            hash_algo=options["hash_algo"],  # type: ignore[arg-type]
+        ).validate()
+    except CapabilityError as e:
+        raise click.ClickException(str(e)) from None
+    ctx.obj = {"caps": caps.update(cli_caps), **options}
+
+
+VMM_SETTINGS = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
+
+
+def _run(ctx: click.Context, vmm: str, argv: list[str]) -> None:
+    opts = ctx.obj
+    dtb = _read(opts["dtb"], "DTB") if opts["dtb"] else None
+    try:
+        build = vmm_args.kvmtool if vmm == "kvmtool" else vmm_args.qemu
+        image = build(opts["caps"].validate(), list(argv), dtb)
+    except CapabilityError as e:
+        raise click.ClickException(str(e)) from None
+    _report(opts, image)
+
+
+def _report(opts: dict, image: RealmImage) -> None:
+    try:
+        calculator = RimCalculator(image)
+        measurements = calculator.compute()
+    except CapabilityError as e:
+        raise click.ClickException(str(e)) from None
+    size = DIGEST_SIZE[image.caps.hash_algo or "sha256"]
+    values = [m[:size] for m in measurements]
+    if opts["verbose"]:
+        for step in calculator.steps:
+            click.echo(f"{step.rim[:size].hex()}  {step.what}")
+    if opts["output_dtb"]:
+        dtb_blob = next((b for b in image.blobs if b.name == "dtb"), None)
+        if dtb_blob is None:
+            raise click.ClickException("--output-dtb: this realm has no device tree")
+        _write(opts["output_dtb"], dtb_blob.data, "DTB")
+    names = ["RIM", "REM0", "REM1", "REM2", "REM3"]
+    fmt = opts["fmt"]
+    if fmt == "json":
+        out = {n: v.hex() for n, v in zip(names, values, strict=True)}
+        out["hash-algo"] = image.caps.hash_algo or "sha256"
+        click.echo(json.dumps(out, indent=2))
+    else:
+        for n, v in zip(names, values, strict=True):
+            click.echo(f"{n}: {base64.b64encode(v).decode() if fmt == 'base64' else v.hex()}")
+    if opts["corim"]:
+        document = comid(image.caps.hash_algo or "sha256", values, image.rpv)
+        _write(opts["corim"], json.dumps(document, indent=2).encode() + b"\n", "CoMID")
+
+
+def comid(hash_algo: str, values: list[bytes], rpv: bytes) -> dict:
+    """Reference values as a CoMID in the JSON form Veraison's cocli takes (the realm's RIM,
+    REMs and RPV under the CCA realm environment)."""
+    alg = {"sha256": "sha-256", "sha512": "sha-512"}[hash_algo]
+    registers = {
+        name: {"key-type": "text", "value": [f"{alg};{base64.b64encode(v).decode()}"]}
+        for name, v in zip(("rim", "rem0", "rem1", "rem2", "rem3"), values, strict=True)
+    }
+    return {
+        "tag-identity": {"id": str(uuid.uuid5(uuid.NAMESPACE_OID, values[0].hex())), "version": 0},
+        "triples": {
+            "reference-values": [
+                {
+                    "environment": {
+                        "class": {
+                            "id": {
+                                "type": "uuid",
+                                "value": str(uuid.uuid5(uuid.NAMESPACE_OID, "cca-realm")),
+                            },
+                            "vendor": "Workload Client Ltd",
+                        },
+                        "instance": {
+                            "type": "bytes",
+                            "value": base64.b64encode(values[0]).decode(),
+                        },
+                    },
+                    "measurement": {
+                        "value": {
+                            "raw-value": {"type": "bytes", "value": base64.b64encode(rpv).decode()},
+                            "integrity-registers": registers,
+                        }
+                    },
+                }
+            ]
+        },
+    }
+
+
+@measure.command(context_settings=VMM_SETTINGS)
+@click.pass_context
+def kvmtool(ctx: click.Context) -> None:
+    """A realm launched with `lkvm run --realm ...` (give its options)."""
+    _run(ctx, "kvmtool", ctx.args)
+
+
+@measure.command(context_settings=VMM_SETTINGS)
+@click.pass_context
+def qemu(ctx: click.Context) -> None:
+    """A realm launched with `qemu-system-aarch64 -M virt ... -object rme-guest,...`."""
+    _run(ctx, "qemu", ctx.args)
+
+
+def _number(text: str, what: str) -> int:
+    try:
+        return vmm_args.parse_size(text, what) if text[-1:].isalpha() else int(text, 0)
+    except (ValueError, CapabilityError):
+        raise click.BadParameter(f"{text!r} is not a number or size", param_hint=what) from None
+
+
+def _register(text: str, what: str) -> int:
+    value = _number(text, what)
+    if not 0 <= value < 1 << 64:
+        raise click.BadParameter(f"{text!r} does not fit in 64 bits", param_hint=what)
+    return value
+
+
+def _range(text: str, what: str) -> tuple[int, int]:
+    base, sep, size = text.partition(":")
+    if not sep:
+        raise click.BadParameter(f"{text!r} is not BASE:SIZE", param_hint=what)
+    return _number(base, what), _number(size, what)
+
+
+@measure.command()
+@click.option("--ram", "ram", multiple=True, metavar="BASE:SIZE", help="RAM with RIPAS RAM.")
+@click.option("--load", "loads", multiple=True, metavar="FILE@IPA", help="A measured image.")
+@click.option("--unmeasured", multiple=True, metavar="IPA:SIZE", help="Pages populated unmeasured.")
+@click.option("--pc", default="0", help="The boot REC's entry point.")
+@click.option("--x0", default="0", help="The boot REC's X0 (for Linux, the DTB address).")
+@click.option("--rpv", default="", help="Realm personalisation value (hex, up to 64 bytes).")
+@click.pass_context
+def custom(
+    ctx: click.Context,
+    ram: tuple[str, ...],
+    loads: tuple[str, ...],
+    unmeasured: tuple[str, ...],
+    pc: str,
+    x0: str,
+    rpv: str,
+) -> None:
+    """A realm described directly: RAM ranges, images and where they go, the boot REC.
+
+    For VMMs other than kvmtool and QEMU. Sizes take K/M/G suffixes; RAM ranges and
+    unmeasured ranges must be granule aligned."""
+    opts = ctx.obj
+    ranges = [_range(r, "--ram") for r in ram]
+    blobs = []
+    for spec in loads:
+        path, sep, ipa = spec.rpartition("@")
+        if not sep or not path:
+            raise click.BadParameter(f"{spec!r} is not FILE@IPA", param_hint="--load")
+        blobs.append(Blob(Path(path).name, _number(ipa, "--load"), _read(path, "image")))
+    if opts["dtb"]:
+        raise click.ClickException("--dtb: with custom, give the DTB as --load FILE@IPA")
+    holes = []
+    for text in unmeasured:
+        start, size = _range(text, "--unmeasured")
+        holes.append(Blob("unmeasured", start, bytes(size)))
+    for what, start, size in [("--ram", *r) for r in ranges] + [
+        ("--unmeasured", b.ipa, len(b.data)) for b in holes
+    ]:
+        if start % 4096 or size % 4096 or size == 0:
+            raise click.BadParameter(
+                f"{start:#x}:{size:#x} is not granule aligned", param_hint=what
+            )
+    try:
+        personalisation = bytes.fromhex(rpv)
+    except ValueError:
+        raise click.BadParameter(f"{rpv!r} is not hex", param_hint="--rpv") from None
+    if len(personalisation) > 64:
+        raise click.BadParameter("longer than 64 bytes", param_hint="--rpv")
+    image = RealmImage(
+        caps=opts["caps"],
+        ram=ranges,
+        blobs=blobs,
+        pc=_register(pc, "--pc"),
+        x0=_register(x0, "--x0"),
+        rpv=personalisation.ljust(64, b"\0"),
+        unmeasured=holes,
+    )
+    _report(opts, image)

@@ -1,0 +1,84 @@
+"""Host capabilities a realm is configured with, given as Veraison's ``realm-measurements``
+takes them: options, and stackable TOML files in which each file can only lower what the
+files before it allowed."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, fields, replace
+
+HASH_ALGOS = ("sha256", "sha512")
+
+
+class CapabilityError(ValueError):
+    """An invalid capability value or configuration file."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the host offers a realm. None means not known (yet)."""
+
+    ipa_bits: int | None = None
+    num_bps: int | None = None
+    num_wps: int | None = None
+    sve_vl: int | None = None  # bits; 0 disables SVE
+    pmu_num_ctrs: int | None = None
+    pmu: bool | None = None
+    lpa2: bool | None = None
+    hash_algo: str | None = None
+
+    def validate(self) -> Capabilities:
+        for name, low, high in (("num_bps", 2, 64), ("num_wps", 2, 64), ("pmu_num_ctrs", 0, 31)):
+            value = getattr(self, name)
+            if value is not None and not low <= value <= high:
+                raise CapabilityError(f"{name}={value} is outside {low}..{high}")
+        if self.ipa_bits is not None and not 32 <= self.ipa_bits <= 52:
+            raise CapabilityError(f"ipa_bits={self.ipa_bits} is outside 32..52")
+        vl = self.sve_vl
+        if vl is not None and vl != 0 and not (vl % 128 == 0 and 128 <= vl <= 2048):
+            raise CapabilityError(f"sve_vl={vl} must be 0 or a multiple of 128 up to 2048")
+        if self.hash_algo is not None and self.hash_algo not in HASH_ALGOS:
+            raise CapabilityError(f"hash_algo={self.hash_algo!r} must be sha256 or sha512")
+        return self
+
+    def restrict(self, other: Capabilities) -> Capabilities:
+        """Apply ``other`` where it only lowers (False < True) or sets an unknown value."""
+        changes = {}
+        for f in fields(self):
+            new, old = getattr(other, f.name), getattr(self, f.name)
+            if new is None:
+                continue
+            if old is None or (f.name != "hash_algo" and new <= old):
+                changes[f.name] = new
+        return replace(self, **changes)
+
+    def update(self, other: Capabilities) -> Capabilities:
+        """Apply every value ``other`` sets (command-line options)."""
+        changes = {f.name: getattr(other, f.name) for f in fields(self)}
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def require(self, *names: str) -> None:
+        for name in names:
+            if getattr(self, name) is None:
+                raise CapabilityError(f"{name} is not known: give it as an option or in a -c file")
+
+
+def load_toml(path: str, text: str) -> Capabilities:
+    """One capability file (keys as the option names with underscores)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise CapabilityError(f"{path}: not valid TOML: {e}") from None
+    known = {f.name: f for f in fields(Capabilities)}
+    values: dict[str, object] = {}
+    for key, value in data.items():
+        if key not in known:
+            raise CapabilityError(f"{path}: unknown key {key!r}")
+        expected = {"pmu": bool, "lpa2": bool, "hash_algo": str}.get(key, int)
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise CapabilityError(f"{path}: {key} must be {expected.__name__}")
+        values[key] = value
+    try:
+        return Capabilities(**values).validate()  # type: ignore[arg-type]
+    except CapabilityError as e:
+        raise CapabilityError(f"{path}: {e}") from None

@@ -1,0 +1,159 @@
+"""The realm a VMM builds, and the RIM that building it produces (A7.1.1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import pairwise
+
+from ccasim.measure.capabilities import Capabilities, CapabilityError
+from ccasim.rmi.structs import RealmParams, RecParams
+from ccasim.rmi.types import REALM_FLAG_LPA2, REALM_FLAG_PMU, REALM_FLAG_SVE, REC_RUNNABLE
+from ccasim.rmm import measurement
+from ccasim.rmm.s2tt import level_size
+from ccasim.rmm.types import HashAlgorithm
+
+GRANULE = 4096
+HASHES = {"sha256": HashAlgorithm.SHA_256, "sha512": HashAlgorithm.SHA_512}
+
+
+def rtt_start_level(ipa_bits: int) -> int:
+    """The starting RTT level KVM picks for an IPA size (with concatenated tables)."""
+    return 4 - (ipa_bits - 8) // 9
+
+
+def ripas_blocks(base: int, top: int, ipa_bits: int) -> list[tuple[int, int]]:
+    """The RTT entries RMI_RTT_INIT_RIPAS covers when KVM initialises [base, top): at each
+    address the largest entry (from the starting level down to level 3) that is aligned there
+    and fits below top. KVM creates RTTs only that deep before each call, and the RMM measures
+    one descriptor per entry (B4.3.18.4)."""
+    sizes = [level_size(lv) for lv in range(rtt_start_level(ipa_bits), 4)]
+    blocks, cur = [], base
+    while cur < top:
+        size = next(s for s in sizes if cur % s == 0 and cur + s <= top)
+        blocks.append((cur, cur + size))
+        cur += size
+    return blocks
+
+
+@dataclass(frozen=True)
+class Blob:
+    """Bytes a VMM places in guest memory at ``ipa`` (zero padded to whole granules)."""
+
+    name: str
+    ipa: int
+    data: bytes
+    measured: bool = True
+
+    @property
+    def first_granule(self) -> int:
+        return self.ipa & ~(GRANULE - 1)
+
+    @property
+    def end(self) -> int:
+        """The end of the last granule the blob touches."""
+        return (self.ipa + len(self.data) + GRANULE - 1) & ~(GRANULE - 1)
+
+    def granules(self) -> list[tuple[int, bytes]]:
+        padded = bytes(self.ipa - self.first_granule) + self.data
+        padded += bytes(-len(padded) % GRANULE)
+        return [
+            (self.first_granule + off, padded[off : off + GRANULE])
+            for off in range(0, len(padded), GRANULE)
+        ]
+
+
+@dataclass
+class RealmImage:
+    """Everything that determines a realm's RIM: its parameters, its RAM, the images placed in
+    it, and the boot vCPU's entry state."""
+
+    caps: Capabilities
+    ram: list[tuple[int, int]]  # (base, size)
+    blobs: list[Blob]
+    pc: int
+    x0: int
+    rpv: bytes = bytes(64)
+    unmeasured: list[Blob] = field(default_factory=list)
+
+    def realm_params(self) -> RealmParams:
+        """RmiRealmParams as the VMM fills it (only the measured fields matter)."""
+        caps = self.caps
+        caps.require("ipa_bits", "num_bps", "num_wps", "hash_algo")
+        assert caps.ipa_bits and caps.num_bps and caps.num_wps and caps.hash_algo
+        sve_vl = caps.sve_vl or 0
+        pmu = bool(caps.pmu)
+        flags = (REALM_FLAG_LPA2 if caps.lpa2 else 0) | (REALM_FLAG_SVE if sve_vl else 0)
+        flags |= REALM_FLAG_PMU if pmu else 0
+        return RealmParams(
+            flags=flags,
+            s2sz=caps.ipa_bits,
+            sve_vl=sve_vl // 128 - 1 if sve_vl else 0,
+            num_bps=caps.num_bps - 1,
+            num_wps=caps.num_wps - 1,
+            pmu_num_ctrs=(caps.pmu_num_ctrs or 0) if pmu else 0,
+            hash_algo=0 if caps.hash_algo == "sha256" else 1,
+            rpv=self.rpv,
+        )
+
+
+@dataclass(frozen=True)
+class Step:
+    """One construction step and the RIM after it."""
+
+    what: str
+    rim: bytes
+
+
+class RimCalculator:
+    """Replays a realm's construction with the RMM's measurement functions."""
+
+    def __init__(self, image: RealmImage) -> None:
+        self.image = image
+        self.steps: list[Step] = []
+
+    def check_layout(self, ipa_bits: int) -> None:
+        """Refuse what the RMM would refuse: memory outside the protected IPA space (A5.2.1)
+        and pages populated twice."""
+        image = self.image
+        protected = 1 << (ipa_bits - 1)
+        ranges = [(f"RAM at {b:#x}", b, b + n) for b, n in image.ram]
+        ranges += [(b.name, b.first_granule, b.end) for b in image.blobs + image.unmeasured]
+        for name, start, end in ranges:
+            if end > protected:
+                raise CapabilityError(
+                    f"{name} [{start:#x}, {end:#x}) is outside the protected IPA space"
+                    f" of a {ipa_bits}-bit realm (below {protected:#x})"
+                )
+        for kind in (ranges[: len(image.ram)], ranges[len(image.ram) :]):
+            ordered = sorted(kind, key=lambda r: r[1])
+            for (a, _, a_end), (b, b_start, _) in pairwise(ordered):
+                if b_start < a_end:
+                    raise CapabilityError(f"{a} and {b} overlap in guest memory")
+
+    def compute(self) -> list[bytes]:
+        """[RIM, REM1..REM4] (64 bytes each) of the realm after activation."""
+        image = self.image
+        params = image.realm_params()
+        algo = HASHES[image.caps.hash_algo or "sha256"]
+        rim = measurement.rim_init(algo, params)
+        self.steps = [Step(f"REALM_CREATE s2sz={params.s2sz} flags={params.flags:#x}", rim)]
+        for base, size in image.ram:
+            for start, top in ripas_blocks(base, base + size, params.s2sz):
+                rim = measurement.rim_extend_ripas_entry(algo, rim, start, top)
+            self.steps.append(Step(f"RTT_INIT_RIPAS [{base:#x}, {base + size:#x})", rim))
+        self.check_layout(params.s2sz)
+        blobs = sorted(image.blobs, key=lambda b: b.ipa)
+        for blob in blobs:
+            for ipa, page in blob.granules():
+                rim = measurement.rim_extend_data(algo, rim, ipa, 1, page)
+            self.steps.append(
+                Step(f"DATA_CREATE {blob.name} [{blob.first_granule:#x}, {blob.end:#x})", rim)
+            )
+        rec = RecParams(flags=REC_RUNNABLE, pc=image.pc, gprs=[image.x0] + [0] * 7)
+        rim = measurement.rim_extend_rec(algo, rim, rec)
+        self.steps.append(Step(f"REC_CREATE pc={image.pc:#x} x0={image.x0:#x}", rim))
+        for blob in image.unmeasured:
+            for ipa, _ in blob.granules():
+                rim = measurement.rim_extend_data(algo, rim, ipa, 0, None)
+            self.steps.append(Step(f"DATA_CREATE {blob.name} (unmeasured)", rim))
+        return [rim] + [bytes(64)] * 4

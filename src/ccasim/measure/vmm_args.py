@@ -1,0 +1,291 @@
+"""Parsing the realm-related part of a kvmtool or QEMU command line."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import re
+from dataclasses import replace
+from pathlib import Path
+
+from ccasim.measure.capabilities import Capabilities, CapabilityError
+from ccasim.measure.realm import Blob, RealmImage
+from ccasim.vmm import fdt, layout
+from ccasim.vmm.image import ImageError, parse_image_header
+
+SIZE_UNITS = {"": 1 << 20, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str, what: str) -> int:
+    """A memory size as the VMMs take it: a number, MiB unless a K/M/G/T suffix says so."""
+    m = re.fullmatch(r"(\d+)([BKMGT]?)i?B?", text.strip(), re.IGNORECASE)
+    if m is None:
+        raise CapabilityError(f"{what}: not a size: {text!r}")
+    return int(m.group(1)) * SIZE_UNITS[m.group(2).upper()]
+
+
+def read(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise CapabilityError(f"cannot read {what} {path}: {e.strerror}") from None
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage and exiting."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise CapabilityError(message)
+
+
+def kernel_blob(path: str, base: int) -> tuple[Blob, int]:
+    data = read(path, "kernel")
+    try:
+        header = parse_image_header(data)
+    except ImageError as e:
+        raise CapabilityError(f"kernel {path}: {e}") from None
+    return Blob("kernel", base + header.text_offset, data), header.image_size
+
+
+def dtb_blob(data: bytes, ipa: int, pad_to: int | None) -> Blob:
+    if pad_to is not None:
+        if len(data) > pad_to:
+            raise CapabilityError(f"the DTB is {len(data)} bytes; the VMM allows {pad_to}")
+        data = data.ljust(pad_to, b"\0")
+    return Blob("dtb", ipa, data)
+
+
+# -- kvmtool ---------------------------------------------------------------------------------
+
+KVMTOOL_IGNORED_FLAGS = (
+    "--nodefaults",
+    "--debug",
+    "--balloon",
+    "--rng",
+    "--no-dhcp",
+    "--virtio-legacy",
+)
+KVMTOOL_IGNORED_VALUES = (
+    "--name",
+    "--console",
+    "-d",
+    "--disk",
+    "-n",
+    "--network",
+    "--irqchip",
+    "--9p",
+)
+
+
+def kvmtool(caps: Capabilities, argv: list[str], dtb: bytes | None) -> RealmImage:
+    """The realm ``lkvm run --realm ...`` builds."""
+    p = Parser(prog="kvmtool", add_help=False)
+    p.add_argument("--realm", action="store_true")
+    p.add_argument("-c", "--cpus", type=int)
+    p.add_argument("-m", "--mem")
+    p.add_argument("-k", "--kernel")
+    p.add_argument("-i", "--initrd")
+    p.add_argument("-p", "--params", default="")
+    p.add_argument("-f", "--firmware")
+    p.add_argument("--firmware-address", type=lambda s: int(s, 0))
+    p.add_argument("--measurement-algo", choices=("sha256", "sha512"), default="sha256")
+    p.add_argument("--realm-pv", default="")
+    p.add_argument("--pmu", action="store_true")
+    p.add_argument("--pmu-counters", type=int)
+    p.add_argument("--sve-max-vl", type=int)
+    p.add_argument("--disable-sve", action="store_true")
+    for flag in KVMTOOL_IGNORED_FLAGS:
+        p.add_argument(flag, action="store_true")
+    for option in KVMTOOL_IGNORED_VALUES:
+        p.add_argument(option, action="append")
+    a = p.parse_args(argv)
+    if not a.realm:
+        raise CapabilityError("kvmtool: --realm is missing: this is not a realm launch")
+    if a.cpus is None or a.mem is None:
+        raise CapabilityError("kvmtool: give the number of vCPUs (-c) and the RAM size (-m)")
+    if a.kernel is None and a.firmware is None:
+        raise CapabilityError("kvmtool: give a kernel (-k) or firmware (--firmware)")
+    ram = parse_size(a.mem, "-m")
+    if ram % (2 * layout.MiB) or ram == 0:
+        raise CapabilityError("kvmtool: the RAM size must be a non-zero multiple of 2 MiB")
+    lowered = Capabilities(
+        ipa_bits=layout.kvmtool_ipa_bits(ram),
+        pmu=a.pmu,
+        pmu_num_ctrs=a.pmu_counters,
+        sve_vl=0 if a.disable_sve else a.sve_max_vl,
+        hash_algo=a.measurement_algo,
+    )
+    # kvmtool enables the PMU only with --pmu, and only where the host has one.
+    pmu = a.pmu and caps.pmu is not False
+    caps = replace(caps.restrict(lowered), hash_algo=a.measurement_algo, pmu=pmu)
+    if len(a.realm_pv.encode()) > 64:
+        raise CapabilityError("kvmtool: --realm-pv is longer than 64 bytes")
+    rpv = a.realm_pv.encode().ljust(64, b"\0")
+
+    blobs: list[Blob] = []
+    base = layout.KVMTOOL_RAM_BASE
+    text_offset = None
+    kernel = None
+    if a.kernel is not None and a.firmware is None:
+        kernel, _ = kernel_blob(a.kernel, base)
+        text_offset = kernel.ipa - base
+        blobs.append(kernel)
+    initrd = read(a.initrd, "initrd") if a.initrd is not None and a.firmware is None else None
+    firmware_addr = None
+    if a.firmware is not None:
+        firmware_addr = a.firmware_address if a.firmware_address is not None else base
+        blobs.append(Blob("firmware", firmware_addr, read(a.firmware, "firmware")))
+    place = layout.kvmtool_placement(
+        ram, text_offset, len(initrd) if initrd is not None else None, firmware_addr
+    )
+    if initrd is not None and place.initrd is not None:
+        blobs.append(Blob("initrd", place.initrd, initrd))
+    if dtb is None:
+        initrd_range = (
+            (place.initrd, place.initrd + len(initrd)) if initrd and place.initrd else None
+        )
+        gic = fdt.GicLayout(
+            layout.KVMTOOL_GICD,
+            layout.KVMTOOL_GICD_SIZE,
+            layout.KVMTOOL_GICD - 0x2_0000 * a.cpus,
+        )
+        dtb = fdt.build(
+            fdt.GuestDescription(base, ram, a.cpus, gic, a.params, initrd_range, pmu=bool(caps.pmu))
+        )
+    blobs.append(dtb_blob(dtb, place.dtb, layout.KVMTOOL_FDT_MAX_SIZE))
+    return RealmImage(caps, [(base, ram)], blobs, place.pc, place.dtb, rpv)
+
+
+# -- QEMU ------------------------------------------------------------------------------------
+
+
+def _props(text: str) -> tuple[str, dict[str, str]]:
+    """ "name,key=value,..." -> (name, {key: value}); a bare key is "on"."""
+    head, *rest = text.split(",")
+    props = {}
+    for item in rest:
+        key, _, value = item.partition("=")
+        props[key] = value if _ else "on"
+    return head, props
+
+
+def _int(value: str, what: str) -> int:
+    try:
+        return int(value, 0)
+    except ValueError:
+        raise CapabilityError(f"qemu: {what}={value!r} is not a number") from None
+
+
+def _on(value: str, what: str) -> bool:
+    if value in ("on", "true", "yes"):
+        return True
+    if value in ("off", "false", "no"):
+        return False
+    raise CapabilityError(f"qemu: {what}={value!r} is not on or off")
+
+
+def qemu(caps: Capabilities, argv: list[str], dtb: bytes | None) -> RealmImage:
+    """The realm ``qemu-system-aarch64 -M virt ... -object rme-guest`` builds."""
+    p = Parser(prog="qemu", add_help=False)
+    p.add_argument("-m", default="128M")
+    p.add_argument("-smp", default="1")
+    p.add_argument("-kernel")
+    p.add_argument("-initrd")
+    p.add_argument("-bios")
+    p.add_argument("-append", default="")
+    p.add_argument("-dtb")
+    p.add_argument("-object", action="append", default=[])
+    p.add_argument("-cpu", action="append", default=[])
+    p.add_argument("-M", "-machine", action="append", default=[], dest="machine")
+    for flag in ("-enable-kvm", "-nographic", "-nodefaults", "-no-reboot", "-S"):
+        p.add_argument(flag, action="store_true")
+    for option in (
+        "-serial",
+        "-netdev",
+        "-device",
+        "-drive",
+        "-chardev",
+        "-name",
+        "-monitor",
+        "-accel",
+        "-display",
+        "-d",
+    ):
+        p.add_argument(option, action="append")
+    a = p.parse_args(argv)
+    mem = a.m.removeprefix("size=")
+    if "," in mem:
+        raise CapabilityError("qemu: -m takes only a size here")
+    ram = parse_size(mem, "-m")
+    smp = _props(a.smp)
+    cpus = _int(smp[0] or smp[1].get("cpus", "1"), "-smp")
+    if not 1 <= cpus <= 512:
+        raise CapabilityError(f"qemu: -smp {cpus} is outside 1..512")
+
+    algo, rpv = "sha512", bytes(64)
+    rme = [o for o in a.object if o.startswith("rme-guest")]
+    if not rme:
+        raise CapabilityError("qemu: no -object rme-guest: this is not a realm launch")
+    for key, value in _props(rme[-1])[1].items():
+        if key == "measurement-algorithm":
+            if value not in ("sha256", "sha512"):
+                raise CapabilityError(f"qemu: measurement-algorithm={value!r}")
+            algo = value
+        elif key == "personalization-value":
+            try:
+                rpv = base64.b64decode(value, validate=True)
+            except ValueError:
+                raise CapabilityError("qemu: personalization-value is not base64") from None
+            if len(rpv) != 64:
+                raise CapabilityError("qemu: personalization-value must be 64 bytes")
+        elif key not in ("id", "measurement-log"):
+            raise CapabilityError(f"qemu: unknown rme-guest property {key!r}")
+    lowered = Capabilities(ipa_bits=layout.QEMU_IPA_BITS)
+    pmu = bool(caps.pmu)
+    for cpu in a.cpu:
+        for key, value in _props(cpu)[1].items():
+            if key == "pmu":
+                pmu = pmu and _on(value, key)
+            elif key == "num-pmu-counters":
+                lowered = lowered.restrict(Capabilities(pmu_num_ctrs=_int(value, key)))
+            elif key == "num-breakpoints":
+                lowered = lowered.restrict(Capabilities(num_bps=_int(value, key)))
+            elif key == "num-watchpoints":
+                lowered = lowered.restrict(Capabilities(num_wps=_int(value, key)))
+            elif key == "sve" and not _on(value, key):
+                lowered = lowered.restrict(Capabilities(sve_vl=0))
+    caps = replace(caps.restrict(lowered), hash_algo=algo, pmu=pmu)
+    if caps.ipa_bits is not None and caps.ipa_bits < layout.QEMU_IPA_BITS:
+        raise CapabilityError(f"qemu: the virt machine needs {layout.QEMU_IPA_BITS} IPA bits")
+    caps = replace(caps, ipa_bits=layout.QEMU_IPA_BITS)
+
+    base = layout.QEMU_RAM_BASE
+    blobs: list[Blob] = []
+    if a.bios is not None:
+        # QEMU gives -kernel and -initrd to the firmware (fw_cfg); they are not realm memory.
+        place = layout.qemu_placement(ram, None, None, firmware=True)
+        blobs.append(Blob("firmware", 0, read(a.bios, "firmware")))
+        initrd = None
+    else:
+        if a.kernel is None:
+            raise CapabilityError("qemu: give -kernel or -bios")
+        kernel, image_size = kernel_blob(a.kernel, base)
+        initrd = read(a.initrd, "initrd") if a.initrd is not None else None
+        place = layout.qemu_placement(
+            ram, (kernel.ipa - base, max(image_size, len(kernel.data))),
+            len(initrd) if initrd is not None else None, firmware=False,
+        )  # fmt: skip
+        blobs.append(kernel)
+        if initrd is not None and place.initrd is not None:
+            blobs.append(Blob("initrd", place.initrd, initrd))
+    if a.dtb is not None and dtb is None:
+        dtb = read(a.dtb, "DTB")
+    if dtb is None:
+        initrd_range = (
+            (place.initrd, place.initrd + len(initrd)) if initrd and place.initrd else None
+        )
+        gic = fdt.GicLayout(layout.QEMU_GICD, layout.QEMU_GICD_SIZE, layout.QEMU_GICR)
+        dtb = fdt.build(fdt.GuestDescription(base, ram, cpus, gic, a.append, initrd_range, pmu=pmu))
+    blobs.append(dtb_blob(dtb, place.dtb, None))
+    x0 = 0 if a.bios is not None else place.dtb  # firmware finds the DTB at the RAM base
+    return RealmImage(caps, [(base, ram)], blobs, place.pc, x0, rpv)

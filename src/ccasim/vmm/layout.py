@@ -1,0 +1,100 @@
+"""Where kvmtool and QEMU put a realm guest's RAM, kernel, initrd, firmware and device tree.
+
+These are the VMMs' own placement rules (kvmtool arm/kvm.c and arm/aarch64/realm.c; QEMU
+hw/arm/boot.c and target/arm/kvm-rme.c), so that a prediction matches what the VMM does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+
+
+def align_up(value: int, align: int) -> int:
+    return (value + align - 1) // align * align
+
+
+def align_down(value: int, align: int) -> int:
+    return value // align * align
+
+
+@dataclass(frozen=True)
+class Placement:
+    kernel: int | None
+    initrd: int | None
+    dtb: int
+    firmware: int | None
+    pc: int
+
+
+# -- kvmtool ---------------------------------------------------------------------------------
+
+KVMTOOL_RAM_BASE = 0x8000_0000
+KVMTOOL_FDT_MAX_SIZE = 64 * KiB
+KVMTOOL_FDT_ALIGN = 2 * MiB
+KVMTOOL_INITRD_ALIGN = 4
+KVMTOOL_GICD = 0x3FFF_0000  # ARM_AXI_AREA - GIC distributor size
+KVMTOOL_GICD_SIZE = 0x1_0000
+
+
+def kvmtool_ipa_bits(ram_size: int) -> int:
+    """kvmtool asks for max(32, bits of the highest RAM address) + 1 IPA bits for a realm
+    (the top bit selects the Unprotected half)."""
+    top = KVMTOOL_RAM_BASE + ram_size - 1
+    return max(top.bit_length(), 32) + 1
+
+
+def kvmtool_placement(
+    ram_size: int,
+    text_offset: int | None,
+    initrd_size: int | None,
+    firmware_address: int | None,
+) -> Placement:
+    """kvmtool: the DTB in the last 2 MiB-aligned slot below min(RAM, 256 MiB) (or, with
+    firmware, below the end of RAM), the kernel at RAM + text_offset, the initrd just below
+    the DTB (4-byte aligned)."""
+    base = KVMTOOL_RAM_BASE
+    usable = ram_size if firmware_address is not None else min(ram_size, 256 * MiB)
+    limit = base + usable
+    dtb = align_up(limit - (KVMTOOL_FDT_MAX_SIZE + KVMTOOL_FDT_ALIGN), KVMTOOL_FDT_ALIGN)
+    kernel = base + text_offset if text_offset is not None else None
+    initrd = None
+    if initrd_size is not None:
+        initrd = align_up(dtb - initrd_size - KVMTOOL_INITRD_ALIGN, KVMTOOL_INITRD_ALIGN)
+    if firmware_address is not None:
+        pc = firmware_address
+    else:
+        pc = kernel if kernel is not None else base
+    return Placement(kernel, initrd, dtb, firmware_address, pc)
+
+
+# -- QEMU virt -------------------------------------------------------------------------------
+
+QEMU_RAM_BASE = 0x4000_0000
+QEMU_IPA_BITS = 41  # the virt machine's high PCIe MMIO ends at 1 TiB: 40 bits, + 1
+QEMU_GICD = 0x0800_0000
+QEMU_GICD_SIZE = 0x1_0000
+QEMU_GICR = 0x080A_0000
+QEMU_DTB_ALIGN = 2 * MiB
+
+
+def qemu_placement(
+    ram_size: int,
+    kernel: tuple[int, int] | None,  # (text_offset, size in memory)
+    initrd_size: int | None,
+    firmware: bool,
+) -> Placement:
+    """QEMU virt (direct kernel boot): kernel at RAM + text_offset, initrd at
+    RAM + min(RAM/2, 128 MiB) (or after the kernel), DTB after it, 2 MiB aligned. With -bios,
+    the firmware is at 0, the DTB at the start of RAM, and the PC 0."""
+    base = QEMU_RAM_BASE
+    if firmware:
+        return Placement(None, None, base, 0, 0)
+    kernel_addr = base + kernel[0] if kernel is not None else None
+    kernel_end = kernel_addr + kernel[1] if kernel is not None and kernel_addr is not None else base
+    initrd = align_up(max(base + min(ram_size // 2, 128 * MiB), kernel_end), 4 * KiB)
+    dtb = align_up(initrd + (initrd_size or 0), QEMU_DTB_ALIGN)
+    return Placement(
+        kernel_addr, initrd if initrd_size is not None else None, dtb, None, kernel_addr or base
+    )

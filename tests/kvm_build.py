@@ -1,0 +1,124 @@
+"""Realm construction as Linux KVM (the RMM 1.0 Arm CCA series, ``arch/arm64/kvm/rme.c``)
+performs it for a VMM, driven only through ``Machine.smc`` and NS memory.
+
+The agreement tests build a :class:`~ccasim.measure.RealmImage` with these RMI calls and
+compare the RMM's RIM with the calculator's. What matters for the RIM is reproduced as KVM does
+it: RMI_REALM_CREATE with the start level and concatenated root RTTs KVM derives from the IPA
+size; RMI_RTT_INIT_RIPAS over each RAM range, creating RTTs only when the RMM answers
+RMI_ERROR_RTT and only down to the level ``find_map_level`` picks; one RMI_DATA_CREATE per
+granule of each blob in ascending IPA order (creating RTTs to level 3 on RMI_ERROR_RTT); one
+RMI_REC_CREATE per vCPU, only the boot vCPU runnable; unmeasured pages; RMI_REALM_ACTIVATE.
+"""
+
+from __future__ import annotations
+
+from ccasim.measure import RealmImage
+from ccasim.measure.realm import rtt_start_level
+from ccasim.rmi import Status
+from ccasim.rmi.types import RecMpidr
+from ccasim.rmm import s2tt
+from support import GRANULE, Host
+
+DATA_MEASURE = 1
+
+
+def num_root_rtts(ipa_bits: int) -> int:
+    """Concatenated starting-level RTTs (KVM: 1 << (ia_bits - sl_bits))."""
+    level = rtt_start_level(ipa_bits)
+    sl_bits = (4 - level) * 9 + 12
+    return 1 << (ipa_bits - sl_bits) if ipa_bits > sl_bits else 1
+
+
+class KvmRealm:
+    """One realm under construction, holding what KVM keeps in ``struct realm``."""
+
+    def __init__(self, host: Host, image: RealmImage, vmid: int = 1) -> None:
+        self.host = host
+        self.rmi = host.rmi
+        self.image = image
+        params = image.realm_params()
+        self.start_level = rtt_start_level(params.s2sz)
+        params.rtt_level_start = self.start_level
+        params.rtt_num_start = num_root_rtts(params.s2sz)
+        params.vmid = vmid
+        # The root RTTs are physically contiguous and aligned to their total size.
+        size = params.rtt_num_start * GRANULE
+        host._next = (host._next + size - 1) & ~(size - 1)
+        params.rtt_base = host.delegated(params.rtt_num_start)
+        self.rd = host.delegated()
+        self.rmi.realm_create(self.rd, host.ns_page(), params).check()
+
+    def find_map_level(self, start: int, end: int) -> int:
+        """The shallowest level (not above the start level) whose entry at ``start`` is
+        aligned and fits below ``end``."""
+        level = 3
+        while level > self.start_level:
+            size = s2tt.level_size(level - 1)
+            if start % size or start + size > end:
+                break
+            level -= 1
+        return level
+
+    def create_rtt_levels(self, ipa: int, from_level: int, to_level: int) -> None:
+        for level in range(from_level + 1, to_level + 1):
+            base = ipa & ~(s2tt.level_size(level - 1) - 1)
+            self.rmi.rtt_create(self.rd, self.host.delegated(), base, level).check()
+
+    def init_ripas(self, base: int, top: int) -> None:
+        ipa = base
+        while ipa < top:
+            result = self.rmi.rtt_init_ripas(self.rd, ipa, top)
+            if result.status == Status.ERROR_RTT:
+                level = self.find_map_level(ipa, top)
+                assert result.index < level, (hex(ipa), result.index, level)
+                self.create_rtt_levels(ipa, result.index, level)
+                continue
+            ipa = result.check()[1]
+
+    def data_create(self, ipa: int, content: bytes | None) -> None:
+        data = self.host.delegated()
+        src = self.host.ns_page(content or b"")
+        flags = DATA_MEASURE if content is not None else 0
+        while True:
+            result = self.rmi.data_create(self.rd, data, ipa, src, flags)
+            if result.status != Status.ERROR_RTT:
+                result.check()
+                return
+            self.create_rtt_levels(ipa, result.index, 3)
+
+    def rec_create(self, index: int, pc: int, x0: int) -> int:
+        runnable = index == 0
+        params = self.host.rec_params(
+            _Handle(self.rd),
+            index,
+            runnable=runnable,
+            pc=pc if runnable else 0,
+            gprs=[x0 if runnable else 0] + [0] * 7,
+            mpidr=RecMpidr.from_index(index).encode(),
+        )
+        rec = self.host.delegated()
+        self.rmi.rec_create(self.rd, rec, self.host.ns_page(), params).check()
+        return rec
+
+    def build(self, vcpus: int = 1) -> list[bytes]:
+        """Construct and activate the realm; its measurements as the RMM holds them."""
+        image = self.image
+        for base, size in image.ram:
+            self.init_ripas(base, base + size)
+        for blob in sorted(image.blobs, key=lambda b: b.ipa):
+            for ipa, page in blob.granules():
+                self.data_create(ipa, page)
+        for index in range(vcpus):
+            self.rec_create(index, image.pc, image.x0)
+        for blob in image.unmeasured:
+            for ipa, _ in blob.granules():
+                self.data_create(ipa, None)
+        self.rmi.realm_activate(self.rd).check()
+        return self.host.m.realm_measurements(self.rd)
+
+
+class _Handle:
+    """The bit of a test RealmHandle that ``Host.rec_params`` reads."""
+
+    def __init__(self, rd: int) -> None:
+        self.rd = rd

@@ -1,0 +1,417 @@
+"""``ccasim measure``: RIM prediction (A7.1.1) for kvmtool, QEMU and custom realms.
+
+The central claim is agreement: building the realm with the RMI calls KVM makes
+(:mod:`kvm_build`) gives the RMM model the same RIM the calculator predicts, for the VMMs'
+layouts and for arbitrary ones (property test).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import json
+import struct
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from ccasim.cli import main
+from ccasim.measure import Blob, Capabilities, CapabilityError, RealmImage, RimCalculator, vmm_args
+from ccasim.measure.capabilities import load_toml
+from ccasim.measure.realm import ripas_blocks, rtt_start_level
+from ccasim.rmm import s2tt
+from kvm_build import KvmRealm
+from support import Host
+from test_measurement import KAT_DATA, KAT_REALM_SHA256, KAT_REALM_SHA512, KAT_REC, KAT_RIPAS
+
+MiB, GiB = 1 << 20, 1 << 30
+HOST = Capabilities(ipa_bits=48, num_bps=6, num_wps=4, sve_vl=0, pmu=False, pmu_num_ctrs=0)
+
+
+def arm64_image(size: int, text_offset: int = 0, seed: bytes = b"kernel") -> bytes:
+    """A stand-in arm64 Image: a valid header, then deterministic non-zero bytes."""
+    header = struct.pack("<IIQQQQQQ4sI", 0, 0, text_offset, size, 0xA, 0, 0, 0, b"ARM\x64", 0)
+    body = b"".join(
+        hashlib.sha256(seed + i.to_bytes(4, "little")).digest() for i in range(size // 32 + 1)
+    )
+    return header + body[: size - len(header)]
+
+
+def run(capsys, *argv):
+    status = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def rim_lines(out: str) -> dict[str, str]:
+    return dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+
+
+def built(image: RealmImage, vcpus: int = 1) -> list[bytes]:
+    """The realm built through Machine.smc as KVM would; its RIM and REMs."""
+    return KvmRealm(Host(), image).build(vcpus)
+
+
+def predicted(image: RealmImage) -> list[bytes]:
+    size = 32 if image.caps.hash_algo == "sha256" else 64
+    return [m[:size] for m in RimCalculator(image).compute()]
+
+
+@pytest.fixture
+def files(tmp_path):
+    kernel = tmp_path / "Image"
+    kernel.write_bytes(arm64_image(300_000))
+    initrd = tmp_path / "initrd"
+    initrd.write_bytes(hashlib.sha512(b"initrd").digest() * 1000 + b"tail")
+    firmware = tmp_path / "firmware"
+    firmware.write_bytes(b"\x1f\x20\x03\xd5" * 5000)
+    return kernel, initrd, firmware
+
+
+# -- known answers -----------------------------------------------------------------------
+
+
+def test_rim_known_answers_through_the_cli(capsys, tmp_path):
+    """The RMM core's KATs (test_measurement), step by step, from ``ccasim measure custom``."""
+    page = tmp_path / "page"
+    page.write_bytes(b"\xa5" * 4096)
+    caps = ["--ipa-bits", 48, "--num-bps", 2, "--num-wps", 2, "--sve-vl", 0, "--pmu", "false"]
+    argv = ["measure", "-v", *caps, "--hash-algo", "sha256", "custom", "--ram", "0x1000:0x1000"]
+    status, out, err = run(capsys, *argv, "--load", f"{page}@0x1000", "--pc", 0x5555555611A5)
+    assert (status, err) == (0, "")
+    steps = [line.split()[0] for line in out.splitlines()[:4]]
+    assert steps == [KAT_REALM_SHA256, KAT_RIPAS, KAT_DATA, KAT_REC]
+    assert rim_lines(out) == {"RIM": KAT_REC, **{f"REM{i}": "0" * 64 for i in range(4)}}
+
+
+def test_sha512_realm_create_known_answer():
+    caps = Capabilities(ipa_bits=48, num_bps=2, num_wps=2, sve_vl=0, pmu=False, hash_algo="sha512")
+    calc = RimCalculator(RealmImage(caps, [], [], pc=0, x0=0))
+    calc.compute()
+    assert calc.steps[0].rim.hex() == KAT_REALM_SHA512
+
+
+# -- RIPAS granularity -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "ipa_bits, level",
+    [(32, 2), (33, 2), (34, 2), (35, 1), (39, 1), (40, 1), (43, 1), (44, 0), (48, 0)],
+)
+def test_rtt_start_level_follows_kvm(ipa_bits, level):
+    assert rtt_start_level(ipa_bits) == level
+
+
+@pytest.mark.parametrize(
+    "base, top, ipa_bits, sizes",
+    [
+        (0x8000_0000, 0xA000_0000, 33, [2 * MiB] * 256),  # kvmtool 512 MiB: no 1 GiB level
+        (0x4000_0000, 0x8000_0000, 41, [GiB]),  # QEMU 1 GiB
+        (0x4000_0000, 0x8000_0000, 33, [2 * MiB] * 512),
+        (0x8000_1000, 0x8040_0000, 40, [4096] * 511 + [2 * MiB]),
+        (0x3FE0_0000, 0x8000_1000, 40, [2 * MiB, GiB, 4096]),
+        (GiB, 1 << 40, 48, [GiB] * 511 + [512 * GiB]),
+    ],
+)
+def test_ripas_blocks(base, top, ipa_bits, sizes):
+    assert [t - b for b, t in ripas_blocks(base, top, ipa_bits)] == sizes
+
+
+@given(
+    ipa_bits=st.integers(32, 48),
+    base=st.integers(0, 1 << 20).map(lambda g: g * 4096),
+    pages=st.integers(1, 1 << 19),
+)
+def test_ripas_blocks_are_maximal_rtt_entries(ipa_bits, base, pages):
+    """Each block is one RTT entry at a level KVM uses, aligned, tiling the range, and the
+    next level up would not have been aligned or fitted (the greedy choice)."""
+    top = base + pages * 4096
+    blocks = ripas_blocks(base, top, ipa_bits)
+    assert blocks[0][0] == base and blocks[-1][1] == top
+    allowed = [s2tt.level_size(lv) for lv in range(rtt_start_level(ipa_bits), 4)]
+    for (start, end), nxt in zip(blocks, [*blocks[1:], (top, None)], strict=True):
+        size = end - start
+        assert size in allowed and start % size == 0 and end == nxt[0]
+        bigger = [s for s in allowed if s > size]
+        if bigger:
+            larger = min(bigger)
+            assert start % larger or start + larger > top
+
+
+# -- agreement with the RMM model ----------------------------------------------------------
+
+
+def test_kvmtool_realm_agrees_with_rmi_construction(files):
+    kernel, initrd, _ = files
+    argv = ["--realm", "-c", "2", "-m", "512M", "-k", str(kernel), "-i", str(initrd), "-p", "quiet"]
+    image = vmm_args.kvmtool(HOST, argv, None)
+    assert image.caps.ipa_bits == 33 and image.caps.hash_algo == "sha256"
+    dtb = next(b for b in image.blobs if b.name == "dtb")
+    assert (dtb.ipa, len(dtb.data)) == (0x8FE0_0000, 64 * 1024)
+    init = next(b for b in image.blobs if b.name == "initrd")
+    assert init.ipa % 4 == 0 and dtb.ipa - 8 < init.ipa + len(init.data) <= dtb.ipa
+    assert (image.pc, image.x0) == (0x8000_0000, dtb.ipa)
+    assert built(image, vcpus=2) == predicted(image)
+
+
+def test_small_kvmtool_realm_puts_the_dtb_2mib_below_the_end_of_ram(files):
+    kernel, _, _ = files
+    image = vmm_args.kvmtool(HOST, ["--realm", "-c", "1", "-m", "64", "-k", str(kernel)], None)
+    assert next(b for b in image.blobs if b.name == "dtb").ipa == 0x8000_0000 + 62 * MiB
+    assert built(image) == predicted(image)
+
+
+def test_kvmtool_firmware_realm_agrees(files):
+    _, _, firmware = files
+    argv = ["--realm", "-c", "1", "-m", "1G", "--firmware", str(firmware)]
+    argv += ["--measurement-algo", "sha512"]
+    image = vmm_args.kvmtool(HOST, argv, None)
+    assert image.pc == 0x8000_0000 and image.caps.hash_algo == "sha512"
+    assert next(b for b in image.blobs if b.name == "dtb").ipa == 0x8000_0000 + GiB - 2 * MiB
+    assert built(image) == predicted(image)
+
+
+def test_qemu_realm_agrees_with_rmi_construction(files):
+    kernel, initrd, _ = files
+    rpv = base64.b64encode(bytes(range(64))).decode()
+    argv = ["-M", "virt", "-cpu", "host", "-enable-kvm", "-m", "1G", "-smp", "2"]
+    argv += ["-kernel", str(kernel), "-initrd", str(initrd), "-append", "console=hvc0"]
+    argv += ["-object", f"rme-guest,id=r0,personalization-value={rpv}"]
+    image = vmm_args.qemu(HOST, argv, None)
+    assert image.caps.ipa_bits == 41 and image.caps.hash_algo == "sha512"
+    assert image.rpv == bytes(range(64))
+    by_name = {b.name: b for b in image.blobs}
+    assert by_name["initrd"].ipa == 0x4800_0000
+    assert by_name["dtb"].ipa == 0x4820_0000  # after the initrd, 2 MiB aligned
+    assert (image.pc, image.x0) == (0x4000_0000, 0x4820_0000)
+    assert built(image, vcpus=2) == predicted(image)
+
+
+def test_qemu_firmware_realm_agrees(files):
+    kernel, _, firmware = files
+    argv = ["-m", "256M", "-bios", str(firmware), "-kernel", str(kernel)]
+    argv += ["-object", "rme-guest,id=r0,measurement-algorithm=sha256"]
+    image = vmm_args.qemu(HOST, argv, None)
+    assert [b.name for b in image.blobs] == ["firmware", "dtb"]  # -kernel goes over fw_cfg
+    assert (image.pc, image.x0) == (0, 0)
+    assert next(b for b in image.blobs if b.name == "dtb").ipa == 0x4000_0000
+    assert built(image) == predicted(image)
+
+
+@st.composite
+def realm_images(draw):
+    ipa_bits = draw(st.integers(32, 44))
+    limit = 1 << (ipa_bits - 1)
+    unit = draw(st.sampled_from([4096, 2 * MiB, GiB]))
+    base = draw(st.integers(0, min(limit - unit, 64 * GiB) // unit)) * unit
+    base += draw(st.integers(0, 3)) * 4096
+    size = draw(st.integers(1, 3)) * unit + draw(st.integers(-3, 3)) * 4096
+    assume(size > 0 and base + size <= limit)
+    blobs = []
+    for i in range(draw(st.integers(0, 3))):
+        ipa = base + draw(st.integers(0, size - 1))
+        length = draw(st.integers(1, 3 * 4096))
+        if ipa + length > limit:
+            continue
+        blobs.append(
+            Blob(f"blob{i}", ipa, hashlib.sha256(bytes([i])).digest() * (length // 32 + 1))
+        )
+    unmeasured = []
+    if draw(st.booleans()):
+        ipa = base + draw(st.integers(0, size - 1)) // 4096 * 4096
+        unmeasured.append(Blob("log", ipa, bytes(4096 * draw(st.integers(1, 2)))))
+    ranges = sorted((b.first_granule, b.end) for b in blobs + unmeasured)
+    assume(all(a[1] <= b[0] for a, b in itertools.pairwise(ranges)))
+    assume(all(end <= limit for _, end in ranges))
+    caps = Capabilities(
+        ipa_bits=ipa_bits,
+        num_bps=draw(st.integers(2, 16)),
+        num_wps=draw(st.integers(2, 16)),
+        sve_vl=draw(st.sampled_from([0, 128, 512, 2048])),
+        pmu=draw(st.booleans()),
+        pmu_num_ctrs=draw(st.integers(0, 31)),
+        hash_algo=draw(st.sampled_from(["sha256", "sha512"])),
+    )
+    registers = st.integers(0, (1 << 64) - 1)
+    return RealmImage(caps, [(base, size)], blobs, draw(registers), draw(registers), bytes(64),
+                      unmeasured)  # fmt: skip
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(image=realm_images(), vcpus=st.integers(1, 3))
+def test_any_realm_agrees_with_rmi_construction(image, vcpus):
+    """Whatever the IPA size, RAM range, blob placement and hash: the RMM's RIM after KVM's
+    construction equals the prediction."""
+    assert built(image, vcpus) == predicted(image)
+
+
+def test_the_cli_prints_what_the_rmm_computes(capsys, files):
+    kernel, initrd, _ = files
+    argv = ["--realm", "-c", "1", "-m", "256M", "-k", kernel, "-i", initrd]
+    status, out, err = run(capsys, "measure", "-c", "/dev/null", "--ipa-bits", 48,
+                           "--num-bps", 6, "--num-wps", 4, "--sve-vl", 0, "--pmu", "false",
+                           "kvmtool", *argv)  # fmt: skip
+    assert (status, err) == (0, "")
+    rim = built(vmm_args.kvmtool(HOST, [str(a) for a in argv], None))[0]
+    assert rim_lines(out)["RIM"] == rim.hex()
+
+
+# -- capabilities --------------------------------------------------------------------------
+
+
+def test_config_files_only_lower_what_earlier_ones_allowed():
+    first = load_toml("a", "ipa_bits = 52\nnum_bps = 6\npmu = true\nlpa2 = false\n")
+    second = load_toml("b", "ipa_bits = 48\nnum_bps = 16\npmu = false\nlpa2 = true\nnum_wps=4")
+    caps = Capabilities().restrict(first).restrict(second)
+    assert (caps.ipa_bits, caps.num_bps, caps.num_wps) == (48, 6, 4)
+    assert (caps.pmu, caps.lpa2) == (False, False)
+    # Options set, whatever the files allowed.
+    assert caps.update(Capabilities(num_bps=16, pmu=True)).num_bps == 16
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("ipa_bits = ", "not valid TOML"),
+        ("colour = 3", "unknown key 'colour'"),
+        ("pmu = 1", "pmu must be bool"),
+        ("num_bps = true", "num_bps must be int"),
+        ("num_bps = 1", "num_bps=1 is outside 2..64"),
+        ("sve_vl = 100", "sve_vl=100 must be 0 or a multiple of 128"),
+        ('hash_algo = "md5"', "must be sha256 or sha512"),
+    ],
+)
+def test_bad_config_files(capsys, tmp_path, text, message):
+    config = tmp_path / "host.toml"
+    config.write_text(text)
+    with pytest.raises(CapabilityError, match=message):
+        load_toml(str(config), text)
+    status, out, err = run(capsys, "measure", "-c", config, "kvmtool", "--realm")
+    assert status == 1 and out == ""
+    assert err.startswith(f"ccasim: error: {config}: ") and err.count("\n") == 1
+
+
+def test_kvmtool_options_lower_the_host_capabilities(files):
+    kernel, _, _ = files
+    host = Capabilities(ipa_bits=48, num_bps=6, num_wps=4, sve_vl=512, pmu=True, pmu_num_ctrs=8)
+    base = ["--realm", "-c", "1", "-m", "128M", "-k", str(kernel)]
+    plain = vmm_args.kvmtool(host, base, None).realm_params()
+    assert (plain.sve_vl, plain.flags & 0b110) == (3, 0b010)  # PMU only with --pmu
+    lowered = vmm_args.kvmtool(
+        host, [*base, "--pmu", "--pmu-counters", "4", "--sve-max-vl", "256"], None
+    ).realm_params()
+    assert (lowered.sve_vl, lowered.pmu_num_ctrs, lowered.flags & 0b110) == (1, 4, 0b110)
+    raised = vmm_args.kvmtool(host, [*base, "--pmu-counters", "31", "--sve-max-vl", "2048"], None)
+    assert (raised.caps.pmu_num_ctrs, raised.caps.sve_vl) == (8, 512)
+    assert vmm_args.kvmtool(host, [*base, "--disable-sve"], None).realm_params().sve_vl == 0
+
+
+def test_qemu_cpu_properties_lower_the_host_capabilities(files):
+    kernel, _, _ = files
+    host = Capabilities(ipa_bits=48, num_bps=6, num_wps=4, sve_vl=512, pmu=True, pmu_num_ctrs=8)
+    argv = ["-kernel", str(kernel), "-object", "rme-guest,id=r0"]
+    argv += ["-cpu", "host,num-breakpoints=3,num-watchpoints=2,sve=off,num-pmu-counters=2"]
+    params = vmm_args.qemu(host, argv, None).realm_params()
+    assert (params.num_bps, params.num_wps, params.sve_vl, params.pmu_num_ctrs) == (2, 1, 0, 2)
+    off = vmm_args.qemu(host, [*argv, "-cpu", "host,pmu=off"], None).realm_params()
+    assert off.flags & 0b100 == 0 and off.pmu_num_ctrs == 0
+
+
+def test_personalisation_value_is_not_measured(files):
+    kernel, _, _ = files
+    argv = ["--realm", "-c", "1", "-m", "32M", "-k", str(kernel)]
+    plain = vmm_args.kvmtool(HOST, argv, None)
+    personal = vmm_args.kvmtool(HOST, [*argv, "--realm-pv", "tenant-42"], None)
+    assert personal.rpv == b"tenant-42".ljust(64, b"\0")
+    assert predicted(plain) == predicted(personal)
+
+
+# -- output --------------------------------------------------------------------------------
+
+
+def test_output_formats_dtb_and_corim(capsys, tmp_path, files):
+    kernel, _, _ = files
+    caps = ["--ipa-bits", 48, "--num-bps", 6, "--num-wps", 4, "--sve-vl", 0, "--pmu", "false"]
+    vmm = ["kvmtool", "--realm", "-c", "4", "-m", "256M", "-k", kernel, "--realm-pv", "x"]
+    dtb, corim = tmp_path / "out.dtb", tmp_path / "comid.json"
+    status, out, _ = run(capsys, "measure", *caps, "--output-dtb", dtb, "--corim", corim, *vmm)
+    assert status == 0
+    hex_values = rim_lines(out)
+    _, b64, _ = run(capsys, "measure", *caps, "--format", "base64", *vmm)
+    assert {k: base64.b64decode(v).hex() for k, v in rim_lines(b64).items()} == hex_values
+    _, js, _ = run(capsys, "measure", *caps, "--format", "json", *vmm)
+    assert json.loads(js) == {**hex_values, "hash-algo": "sha256"}
+    # The DTB that was measured, given back with --dtb, gives the same RIM.
+    _, again, _ = run(capsys, "measure", *caps, "--dtb", dtb, *vmm)
+    assert rim_lines(again) == hex_values
+    assert dtb.read_bytes()[:4] == b"\xd0\x0d\xfe\xed"
+    comid = json.loads(corim.read_text())
+    value = comid["triples"]["reference-values"][0]["measurement"]["value"]
+    rim = value["integrity-registers"]["rim"]["value"][0]
+    assert rim == "sha-256;" + base64.b64encode(bytes.fromhex(hex_values["RIM"])).decode()
+    assert base64.b64decode(value["raw-value"]["value"]) == b"x".ljust(64, b"\0")
+
+
+def test_verbose_lists_every_construction_step(capsys, files):
+    kernel, initrd, _ = files
+    caps = ["--ipa-bits", 48, "--num-bps", 6, "--num-wps", 4, "--sve-vl", 0, "--pmu", "false"]
+    vmm = ["kvmtool", "--realm", "-c", "1", "-m", "128M", "-k", kernel, "-i", initrd]
+    _, out, _ = run(capsys, "measure", "-v", *caps, *vmm)
+    steps = [line.split("  ", 1)[1].split()[0] for line in out.splitlines()[:6]]
+    assert steps == ["REALM_CREATE", "RTT_INIT_RIPAS", "DATA_CREATE", "DATA_CREATE",
+                     "DATA_CREATE", "REC_CREATE"]  # fmt: skip
+    assert out.splitlines()[5].split()[0] == rim_lines(out)["RIM"]
+
+
+# -- errors --------------------------------------------------------------------------------
+
+CAPS = ["--ipa-bits", "48", "--num-bps", "6", "--num-wps", "4", "--sve-vl", "0", "--pmu", "0"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["kvmtool", "-c", "1", "-m", "64M", "-k", "{kernel}"], "--realm is missing"),
+        (["kvmtool", "--realm", "-m", "64M", "-k", "{kernel}"], "number of vCPUs"),
+        (["kvmtool", "--realm", "-c", "1", "-m", "63M", "-k", "{kernel}"], "multiple of 2 MiB"),
+        (["kvmtool", "--realm", "-c", "1", "-m", "6Q", "-k", "{kernel}"], "not a size"),
+        (["kvmtool", "--realm", "-c", "x", "-m", "64M"], "invalid int value"),
+        (["kvmtool", "--realm", "-c", "1", "-m", "64M", "-k", "{initrd}"], "arm64 Image magic"),
+        (["kvmtool", "--realm", "-c", "1", "-m", "64M", "-k", "/nonexistent"], "cannot read"),
+        (["kvmtool", "--realm", "-c", "1", "-m", "64M", "-k", "{kernel}", "--frob"], "unrecog"),
+        (["qemu", "-kernel", "{kernel}"], "no -object rme-guest"),
+        (["qemu", "-kernel", "{kernel}", "-object", "rme-guest,colour=red"], "colour"),
+        (["qemu", "-object", "rme-guest,personalization-value=!!", "-kernel", "{kernel}"], "base64"),
+        (["qemu", "-object", "rme-guest", "-kernel", "{kernel}", "-smp", "two"], "not a number"),
+        (["qemu", "-object", "rme-guest", "-kernel", "{kernel}", "-m", "1G,slots=2"], "-m"),
+        (["qemu", "-object", "rme-guest"], "give -kernel or -bios"),
+        (["custom", "--ram", "0x80000000:1G"], "hash_algo is not known"),
+        (["--hash-algo", "sha256", "--ipa-bits", "32", "custom", "--ram", "0x80000000:1G"],
+         "outside the protected IPA space"),
+        (["--hash-algo", "sha256", "custom", "--ram", "0x1000:0x800"], "granule aligned"),
+        (["--hash-algo", "sha256", "custom", "--ram", "0x1000"], "BASE:SIZE"),
+        (["--hash-algo", "sha256", "custom", "--load", "{kernel}@0x1000",
+          "--load", "{initrd}@0x2000"], "overlap"),
+        (["--hash-algo", "sha256", "custom", "--pc", "0x1" + "0" * 16], "64 bits"),
+        (["--num-bps", "99", "custom"], "num_bps=99 is outside"),
+        (["--pmu", "maybe", "custom"], "not true or false"),
+    ],
+)  # fmt: skip
+def test_bad_input_gives_one_line_errors(capsys, files, argv, message):
+    kernel, initrd, _ = files
+    argv = [a.format(kernel=kernel, initrd=initrd) for a in argv]
+    status, out, err = run(capsys, "measure", *CAPS, *argv)
+    assert status != 0 and out == ""
+    assert err.startswith("ccasim: error: ") and err.count("\n") == 1, err
+    assert message in err
+
+
+def test_an_oversized_dtb_is_refused(capsys, tmp_path, files):
+    kernel, _, _ = files
+    big = tmp_path / "big.dtb"
+    big.write_bytes(bytes(65 * 1024))
+    vmm = ["kvmtool", "--realm", "-c", "1", "-m", "64M", "-k", kernel]
+    status, _, err = run(capsys, "measure", *CAPS, "--dtb", big, *vmm)
+    assert status == 1 and "the DTB is 66560 bytes; the VMM allows 65536" in err
