@@ -108,8 +108,7 @@ class KvmRealm:
         for blob in sorted(image.blobs, key=lambda b: b.ipa):
             for ipa, page in blob.granules():
                 self.data_create(ipa, page)
-        for index in range(vcpus):
-            self.rec_create(index, image.pc, image.x0)
+        self.recs = [self.rec_create(index, image.pc, image.x0) for index in range(vcpus)]
         for blob in image.unmeasured:
             for ipa, _ in blob.granules():
                 self.data_create(ipa, None)

@@ -14,9 +14,11 @@ import json
 import struct
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from ccasim import guest
 from ccasim.cli import main
 from ccasim.measure import Blob, Capabilities, CapabilityError, RealmImage, RimCalculator, vmm_args
 from ccasim.measure.capabilities import load_toml
@@ -25,6 +27,7 @@ from ccasim.rmm import s2tt
 from kvm_build import KvmRealm
 from support import Host
 from test_measurement import KAT_DATA, KAT_REALM_SHA256, KAT_REALM_SHA512, KAT_REC, KAT_RIPAS
+from test_realm_exec import SEEN
 
 MiB, GiB = 1 << 20, 1 << 30
 HOST = Capabilities(ipa_bits=48, num_bps=6, num_wps=4, sve_vl=0, pmu=False, pmu_num_ctrs=0)
@@ -256,6 +259,42 @@ def test_the_cli_prints_what_the_rmm_computes(capsys, files):
     assert (status, err) == (0, "")
     rim = built(vmm_args.kvmtool(HOST, [str(a) for a in argv], None))[0]
     assert rim_lines(out)["RIM"] == rim.hex()
+
+
+def test_a_predicted_rim_verifies_the_running_realms_token(capsys, tmp_path):
+    """The whole relying-party story: predict the RIM, build and run the realm, have it ask
+    for a token (RSI 1.0 A7.2), verify the token against the prediction."""
+    challenge = bytes(range(64))
+    program = guest.image("t.attest", tag="measure-e2e", challenge=challenge)
+    page = tmp_path / "guest.img"
+    page.write_bytes(program.ljust(0x8000, b"\0"))
+    caps = Capabilities(ipa_bits=33, num_bps=6, num_wps=4, sve_vl=0, pmu=False,
+                        hash_algo="sha512")  # fmt: skip
+    image = RealmImage(caps, [(0x8000_0000, 2 * MiB)], [Blob("guest", 0x8000_0000,
+                       page.read_bytes())], pc=0x8000_0000, x0=0, rpv=b"r" * 64)  # fmt: skip
+    host = Host()
+    kvm = KvmRealm(host, image)
+    kvm.build()
+    host.enter(kvm.recs[0], host.ns_page())
+    token = tmp_path / "token.cbor"
+    token.write_bytes(SEEN["measure-e2e"][0])
+    cpak = tmp_path / "cpak.pem"
+    cpak.write_bytes(
+        host.m.monitor.attestation.cpak.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    status, out, _ = run(capsys, "measure", "--ipa-bits", 33, "--num-bps", 6, "--num-wps", 4,
+                         "--sve-vl", 0, "--pmu", "false", "--hash-algo", "sha512", "custom",
+                         "--ram", "0x80000000:2M", "--load", f"{page}@0x80000000",
+                         "--pc", "0x80000000")  # fmt: skip
+    rim = rim_lines(out)["RIM"]
+    verify = ["token", "verify", token, "--cpak", cpak, "--expect-rim", rim]
+    verify += ["--challenge", challenge.hex(), "--expect-rpv", (b"r" * 64).hex()]
+    status, out, _ = run(capsys, *verify)
+    assert status == 0, out
+    status, out, _ = run(capsys, *verify[:5], "--expect-rim", "00" * 64)
+    assert status == 1 and "FAIL  realm initial measurement" in out
 
 
 # -- capabilities --------------------------------------------------------------------------
