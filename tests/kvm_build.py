@@ -75,9 +75,9 @@ class KvmRealm:
                 continue
             ipa = result.check()[1]
 
-    def data_create(self, ipa: int, content: bytes | None) -> None:
+    def data_create(self, ipa: int, content: bytes | memoryview | None) -> None:
         data = self.host.delegated()
-        src = self.host.ns_page(content or b"")
+        src = self.host.ns_page(bytes(content) if content is not None else b"")
         flags = DATA_MEASURE if content is not None else 0
         while True:
             result = self.rmi.data_create(self.rd, data, ipa, src, flags)

@@ -454,3 +454,15 @@ def test_an_oversized_dtb_is_refused(capsys, tmp_path, files):
     vmm = ["kvmtool", "--realm", "-c", "1", "-m", "64M", "-k", kernel]
     status, _, err = run(capsys, "measure", *CAPS, "--dtb", big, *vmm)
     assert status == 1 and "the DTB is 66560 bytes; the VMM allows 65536" in err
+
+
+@given(offset=st.integers(0, 3 * 4096), data=st.binary(min_size=1, max_size=3 * 4096))
+def test_blobs_are_measured_as_zero_filled_granules(offset, data):
+    """The bytes the VMM copies, with zeros from the granule start and up to the granule end."""
+    blob = Blob("b", 0x8000_0000 + offset, data)
+    pages = list(blob.granules())
+    assert [ipa for ipa, _ in pages] == list(range(blob.first_granule, blob.end, 4096))
+    flat = b"".join(bytes(page) for _, page in pages)
+    lead = offset % 4096
+    assert flat == bytes(lead) + data + bytes(len(flat) - lead - len(data))
+    assert all(len(page) == 4096 for _, page in pages)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import pairwise
 
@@ -53,13 +54,19 @@ class Blob:
         """The end of the last granule the blob touches."""
         return (self.ipa + len(self.data) + GRANULE - 1) & ~(GRANULE - 1)
 
-    def granules(self) -> list[tuple[int, bytes]]:
-        padded = bytes(self.ipa - self.first_granule) + self.data
-        padded += bytes(-len(padded) % GRANULE)
-        return [
-            (self.first_granule + off, padded[off : off + GRANULE])
-            for off in range(0, len(padded), GRANULE)
-        ]
+    def granules(self) -> Iterator[tuple[int, bytes | memoryview]]:
+        """(IPA, 4 KiB contents) of every granule the blob touches, zero filled around it.
+        Whole granules are views into ``data``, not copies."""
+        ipa, rest = self.first_granule, memoryview(self.data)
+        head = self.ipa - ipa
+        if head:
+            yield ipa, (bytes(head) + rest[: GRANULE - head]).ljust(GRANULE, b"\0")
+            ipa, rest = ipa + GRANULE, rest[GRANULE - head :]
+        while len(rest) >= GRANULE:
+            yield ipa, rest[:GRANULE]
+            ipa, rest = ipa + GRANULE, rest[GRANULE:]
+        if rest:
+            yield ipa, bytes(rest).ljust(GRANULE, b"\0")
 
 
 @dataclass

@@ -35,7 +35,7 @@ assert _DESC_DATA.size == _DESC_REC.size == _DESC_RIPAS.size == DESCRIPTOR_SIZE
 _HASH = {HashAlgorithm.SHA_256: hashlib.sha256, HashAlgorithm.SHA_512: hashlib.sha512}
 
 
-def measure(algo: HashAlgorithm, data: bytes) -> bytes:
+def measure(algo: HashAlgorithm, data: bytes | memoryview) -> bytes:
     """Hash ``data`` with the realm hash algorithm, zero filled to 64 bytes."""
     return _HASH[algo](data).digest().ljust(MEASUREMENT_SIZE, b"\0")
 
@@ -64,7 +64,7 @@ def data_descriptor(rim: bytes, ipa: int, flags: int, content_hash: bytes) -> by
 
 
 def rim_extend_data(
-    algo: HashAlgorithm, rim: bytes, ipa: int, flags: int, content: bytes | None
+    algo: HashAlgorithm, rim: bytes, ipa: int, flags: int, content: bytes | memoryview | None
 ) -> bytes:
     """RimExtendData (B3.44, B4.3.1.4). ``content`` is the granule if measured, else None."""
     content_hash = measure(algo, content) if content is not None else bytes(MEASUREMENT_SIZE)
