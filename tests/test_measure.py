@@ -466,3 +466,38 @@ def test_blobs_are_measured_as_zero_filled_granules(offset, data):
     lead = offset % 4096
     assert flat == bytes(lead) + data + bytes(len(flat) - lead - len(data))
     assert all(len(page) == 4096 for _, page in pages)
+
+
+WORDS = ["--realm", "-c", "-m", "-k", "-i", "-p", "--firmware", "--firmware-address", "--pmu",
+         "--pmu-counters", "--sve-max-vl", "--disable-sve", "--realm-pv", "--measurement-algo",
+         "-kernel", "-initrd", "-bios", "-smp", "-cpu", "-object", "-M", "-append", "-dtb",
+         "0", "1", "-1", "2", "64", "0x80000000", "512M", "3G", "1T", "sha512", "md5", "",
+         "rme-guest", "rme-guest,measurement-algorithm=sha256", "host,pmu=maybe",
+         "host,num-breakpoints=x", "host,sve=off", "{kernel}", "{initrd}", "{firmware}",
+         "/nonexistent", "cpus=2", "A" * 70]  # fmt: skip
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    vmm=st.sampled_from(["kvmtool", "qemu"]),
+    valid_start=st.booleans(),
+    words=st.lists(st.sampled_from(WORDS)),
+)
+def test_any_vmm_command_line_gives_a_result_or_one_error_line(
+    capsys, files, vmm, valid_start, words
+):
+    """Whatever the VMM arguments: RIM lines, or one error line and a non-zero status."""
+    kernel, initrd, firmware = files
+    if valid_start:
+        start = {"kvmtool": ["--realm", "-c", "1", "-m", "64M", "-k", "{kernel}"],
+                 "qemu": ["-object", "rme-guest", "-kernel", "{kernel}"]}  # fmt: skip
+        words = start[vmm] + words
+    argv = [w.format(kernel=kernel, initrd=initrd, firmware=firmware) for w in words]
+    capsys.readouterr()
+    status, out, err = run(capsys, "measure", *CAPS, "--hash-algo", "sha256", vmm, *argv)
+    if status == 0:
+        assert set(rim_lines(out)) == {"RIM", "REM0", "REM1", "REM2", "REM3"}
+    else:
+        assert out == "" and err.startswith("ccasim: error: ") and err.count("\n") == 1, err
