@@ -203,6 +203,20 @@ def test_qemu_firmware_realm_agrees(files):
     assert built(image) == predicted(image)
 
 
+def test_measurement_logs_are_populated_unmeasured_after_the_rec(files):
+    kernel, initrd, _ = files
+    kvmtool = ["--realm", "-c", "1", "-m", "512M", "-k", str(kernel), "-i", str(initrd)]
+    plain = vmm_args.kvmtool(HOST, kvmtool, None)
+    logged = vmm_args.kvmtool(HOST, [*kvmtool, "--measurement-log"], None)
+    assert [(b.ipa, len(b.data)) for b in logged.unmeasured] == [(0x8FFF_0000, 64 * 1024)]
+    assert predicted(plain) != predicted(logged) == built(logged)
+    qemu = ["-m", "1G", "-kernel", str(kernel), "-object", "rme-guest,measurement-log=on"]
+    image = vmm_args.qemu(HOST, qemu, None)
+    dtb = next(b for b in image.blobs if b.name == "dtb")
+    assert [b.ipa for b in image.unmeasured] == [dtb.ipa + MiB]
+    assert predicted(image) == built(image)
+
+
 @st.composite
 def realm_images(draw):
     ipa_bits = draw(st.integers(32, 44))

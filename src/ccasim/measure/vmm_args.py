@@ -94,6 +94,7 @@ def kvmtool(caps: Capabilities, argv: list[str], dtb: bytes | None) -> RealmImag
     p.add_argument("--pmu-counters", type=int)
     p.add_argument("--sve-max-vl", type=int)
     p.add_argument("--disable-sve", action="store_true")
+    p.add_argument("--measurement-log", action="store_true")
     for flag in KVMTOOL_IGNORED_FLAGS:
         p.add_argument(flag, action="store_true")
     for option in KVMTOOL_IGNORED_VALUES:
@@ -136,7 +137,11 @@ def kvmtool(caps: Capabilities, argv: list[str], dtb: bytes | None) -> RealmImag
         firmware_addr = a.firmware_address if a.firmware_address is not None else base
         blobs.append(Blob("firmware", firmware_addr, read(a.firmware, "firmware")))
     place = layout.kvmtool_placement(
-        ram, text_offset, len(initrd) if initrd is not None else None, firmware_addr
+        ram,
+        text_offset,
+        len(initrd) if initrd is not None else None,
+        firmware_addr,
+        measurement_log=a.measurement_log,
     )
     if initrd is not None and place.initrd is not None:
         blobs.append(Blob("initrd", place.initrd, initrd))
@@ -153,7 +158,14 @@ def kvmtool(caps: Capabilities, argv: list[str], dtb: bytes | None) -> RealmImag
             fdt.GuestDescription(base, ram, a.cpus, gic, a.params, initrd_range, pmu=bool(caps.pmu))
         )
     blobs.append(dtb_blob(dtb, place.dtb, layout.KVMTOOL_FDT_MAX_SIZE))
-    return RealmImage(caps, [(base, ram)], blobs, place.pc, place.dtb, rpv)
+    return RealmImage(caps, [(base, ram)], blobs, place.pc, place.dtb, rpv, log_blobs(place))
+
+
+def log_blobs(place: layout.Placement) -> list[Blob]:
+    """The measurement log's pages, populated unmeasured after the RECs."""
+    if place.log is None:
+        return []
+    return [Blob("measurement log", place.log, bytes(layout.MEASUREMENT_LOG_SIZE))]
 
 
 # -- QEMU ------------------------------------------------------------------------------------
@@ -222,7 +234,7 @@ def qemu(caps: Capabilities, argv: list[str], dtb: bytes | None) -> RealmImage:
     if not 1 <= cpus <= 512:
         raise CapabilityError(f"qemu: -smp {cpus} is outside 1..512")
 
-    algo, rpv = "sha512", bytes(64)
+    algo, rpv, log = "sha512", bytes(64), False
     rme = [o for o in a.object if o.startswith("rme-guest")]
     if not rme:
         raise CapabilityError("qemu: no -object rme-guest: this is not a realm launch")
@@ -238,7 +250,9 @@ def qemu(caps: Capabilities, argv: list[str], dtb: bytes | None) -> RealmImage:
                 raise CapabilityError("qemu: personalization-value is not base64") from None
             if len(rpv) != 64:
                 raise CapabilityError("qemu: personalization-value must be 64 bytes")
-        elif key not in ("id", "measurement-log"):
+        elif key == "measurement-log":
+            log = _on(value, key)
+        elif key != "id":
             raise CapabilityError(f"qemu: unknown rme-guest property {key!r}")
     lowered = Capabilities(ipa_bits=layout.QEMU_IPA_BITS)
     pmu = bool(caps.pmu)
@@ -263,7 +277,7 @@ def qemu(caps: Capabilities, argv: list[str], dtb: bytes | None) -> RealmImage:
     blobs: list[Blob] = []
     if a.bios is not None:
         # QEMU gives -kernel and -initrd to the firmware (fw_cfg); they are not realm memory.
-        place = layout.qemu_placement(ram, None, None, firmware=True)
+        place = layout.qemu_placement(ram, None, None, firmware=True, measurement_log=log)
         blobs.append(Blob("firmware", 0, read(a.bios, "firmware")))
         initrd = None
     else:
@@ -273,7 +287,7 @@ def qemu(caps: Capabilities, argv: list[str], dtb: bytes | None) -> RealmImage:
         initrd = read(a.initrd, "initrd") if a.initrd is not None else None
         place = layout.qemu_placement(
             ram, (kernel.ipa - base, max(image_size, len(kernel.data))),
-            len(initrd) if initrd is not None else None, firmware=False,
+            len(initrd) if initrd is not None else None, firmware=False, measurement_log=log,
         )  # fmt: skip
         blobs.append(kernel)
         if initrd is not None and place.initrd is not None:
@@ -288,4 +302,4 @@ def qemu(caps: Capabilities, argv: list[str], dtb: bytes | None) -> RealmImage:
         dtb = fdt.build(fdt.GuestDescription(base, ram, cpus, gic, a.append, initrd_range, pmu=pmu))
     blobs.append(dtb_blob(dtb, place.dtb, None))
     x0 = 0 if a.bios is not None else place.dtb  # firmware finds the DTB at the RAM base
-    return RealmImage(caps, [(base, ram)], blobs, place.pc, x0, rpv)
+    return RealmImage(caps, [(base, ram)], blobs, place.pc, x0, rpv, log_blobs(place))
