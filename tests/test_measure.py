@@ -8,6 +8,7 @@ layouts and for arbitrary ones (property test).
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import itertools
 import json
@@ -407,6 +408,52 @@ def test_output_formats_dtb_and_corim(capsys, tmp_path, files):
     assert base64.b64decode(value["raw-value"]["value"]) == b"x".ljust(64, b"\0")
 
 
+def test_a_corim_template_keeps_its_identity_and_class(capsys, tmp_path, files):
+    kernel, _, _ = files
+    template = {
+        "tag-identity": {"id": "366d0a0a-5988-45ed-8488-2f2a544f6242", "version": 3},
+        "triples": {"reference-values": [{"environment": {"class": {"vendor": "ACME"}}}]},
+    }
+    path, out_path = tmp_path / "template.json", tmp_path / "comid.json"
+    path.write_text(json.dumps(template))
+    vmm = ["kvmtool", "--realm", "-c", "1", "-m", "64M", "-k", kernel]
+    status, out, _ = run(capsys, "measure", *CAPS, "--corim", out_path, "--corim-template", path,
+                         *vmm)  # fmt: skip
+    assert status == 0
+    comid = json.loads(out_path.read_text())
+    assert comid["tag-identity"] == template["tag-identity"]
+    environment = comid["triples"]["reference-values"][0]["environment"]
+    assert environment["class"] == {"vendor": "ACME"}
+    assert base64.b64decode(environment["instance"]["value"]).hex() == rim_lines(out)["RIM"]
+    path.write_text("[1, 2]")
+    status, out, err = run(capsys, "measure", *CAPS, "--corim", out_path, "--corim-template",
+                           path, *vmm)  # fmt: skip
+    assert status == 1 and out == "" and "not a CoMID template" in err
+
+
+def test_qemu_inflates_a_gzip_kernel_and_kvmtool_takes_dtb_after_its_options(tmp_path, files):
+    kernel, _, _ = files
+    gz = tmp_path / "Image.gz"
+    gz.write_bytes(gzip.compress(kernel.read_bytes()))
+    argv = ["-M", "virt,gic-version=3", "-object", "rme-guest", "-kernel"]
+    plain = vmm_args.qemu(HOST, [*argv, str(kernel)], None)
+    assert predicted(vmm_args.qemu(HOST, [*argv, str(gz)], None)) == predicted(plain)
+    dtb = tmp_path / "given.dtb"
+    dtb.write_bytes(b"\xd0\x0d\xfe\xed" + bytes(60))
+    kvm = ["--realm", "-c", "1", "-m", "64M", "-k", str(kernel)]
+    after = vmm_args.kvmtool(HOST, [*kvm, "--dtb", str(dtb)], None)
+    before = vmm_args.kvmtool(HOST, kvm, dtb.read_bytes())
+    assert predicted(after) == predicted(before)
+    assert next(b for b in after.blobs if b.name == "dtb").data.rstrip(b"\0") == b"\xd0\x0d\xfe\xed"
+
+
+def test_qemu_sve_lengths_lower_the_vector_length(files):
+    kernel, _, _ = files
+    host = Capabilities(ipa_bits=48, num_bps=6, num_wps=4, sve_vl=2048, pmu=False)
+    argv = ["-object", "rme-guest", "-kernel", str(kernel), "-cpu", "host,sve128=on,sve512=on"]
+    assert vmm_args.qemu(host, argv, None).realm_params().sve_vl == 512 // 128 - 1
+
+
 def test_verbose_lists_every_construction_step(capsys, files):
     kernel, initrd, _ = files
     caps = ["--ipa-bits", 48, "--num-bps", 6, "--num-wps", 4, "--sve-vl", 0, "--pmu", "false"]
@@ -440,6 +487,16 @@ CAPS = ["--ipa-bits", "48", "--num-bps", "6", "--num-wps", "4", "--sve-vl", "0",
         (["qemu", "-object", "rme-guest", "-kernel", "{kernel}", "-smp", "two"], "not a number"),
         (["qemu", "-object", "rme-guest", "-kernel", "{kernel}", "-m", "1G,slots=2"], "-m"),
         (["qemu", "-object", "rme-guest"], "give -kernel or -bios"),
+        (["qemu", "-object", "rme-guest", "-kernel", "{kernel}", "-M", "sbsa-ref"], "only virt"),
+        (["qemu", "-object", "rme-guest", "-kernel", "{kernel}", "-M", "virt,gic-version=2"],
+         "GICv3"),
+        (["qemu", "-object", "rme-guest", "-kernel", "{kernel}", "-M", "virt,highmem=off"],
+         "highmem"),
+        (["qemu", "-object", "rme-guest", "-kernel", "{kernel}", "-cpu", "host,sve256=off"],
+         "sve256=off"),
+        (["qemu", "-object", "rme-guest", "-kernel", "{gz}"], "not a valid gzip file"),
+        (["kvmtool", "--realm", "-c", "1", "-m", "64M@0x80000000", "-k", "{kernel}"], "@"),
+        (["kvmtool", "--realm", "-c", "0", "-m", "64M", "-k", "{kernel}"], "-c 0"),
         (["custom", "--ram", "0x80000000:1G"], "hash_algo is not known"),
         (["--hash-algo", "sha256", "--ipa-bits", "32", "custom", "--ram", "0x80000000:1G"],
          "outside the protected IPA space"),
@@ -452,9 +509,11 @@ CAPS = ["--ipa-bits", "48", "--num-bps", "6", "--num-wps", "4", "--sve-vl", "0",
         (["--pmu", "maybe", "custom"], "not true or false"),
     ],
 )  # fmt: skip
-def test_bad_input_gives_one_line_errors(capsys, files, argv, message):
+def test_bad_input_gives_one_line_errors(capsys, tmp_path, files, argv, message):
     kernel, initrd, _ = files
-    argv = [a.format(kernel=kernel, initrd=initrd) for a in argv]
+    gz = tmp_path / "bad.gz"
+    gz.write_bytes(b"\x1f\x8b" + bytes(30))
+    argv = [a.format(kernel=kernel, initrd=initrd, gz=gz) for a in argv]
     status, out, err = run(capsys, "measure", *CAPS, *argv)
     assert status != 0 and out == ""
     assert err.startswith("ccasim: error: ") and err.count("\n") == 1, err

@@ -78,6 +78,9 @@ files (-c, stackable; each file can only lower what the ones before allowed).
     show_default=True,
 )
 @click.option("--corim", metavar="FILE", help="Also write reference values as a CoMID (JSON).")
+@click.option(
+    "--corim-template", metavar="FILE", help="A CoMID (JSON) whose identity and class to keep."
+)
 @click.pass_context
 def measure(ctx: click.Context, configs: tuple[str, ...], **options: object) -> None:
     caps = Capabilities()
@@ -114,71 +117,87 @@ def _run(ctx: click.Context, vmm: str, argv: list[str]) -> None:
 
 
 def _report(opts: dict, image: RealmImage) -> None:
+    """Compute, write the requested files, then print: an error leaves stdout empty."""
+    if opts["corim_template"] and not opts["corim"]:
+        raise click.ClickException("--corim-template needs --corim FILE")
+    template = _template(opts["corim_template"]) if opts["corim_template"] else None
     try:
         calculator = RimCalculator(image)
         measurements = calculator.compute()
     except CapabilityError as e:
         raise click.ClickException(str(e)) from None
-    size = DIGEST_SIZE[image.caps.hash_algo or "sha256"]
+    hash_algo = image.caps.hash_algo or "sha256"
+    size = DIGEST_SIZE[hash_algo]
     values = [m[:size] for m in measurements]
-    if opts["verbose"]:
-        for step in calculator.steps:
-            click.echo(f"{step.rim[:size].hex()}  {step.what}")
     if opts["output_dtb"]:
         dtb_blob = next((b for b in image.blobs if b.name == "dtb"), None)
         if dtb_blob is None:
             raise click.ClickException("--output-dtb: this realm has no device tree")
         _write(opts["output_dtb"], dtb_blob.data, "DTB")
+    if opts["corim"]:
+        document = comid(hash_algo, values, image.rpv, template)
+        _write(opts["corim"], json.dumps(document, indent=2).encode() + b"\n", "CoMID")
+
+    if opts["verbose"]:
+        for step in calculator.steps:
+            click.echo(f"{step.rim[:size].hex()}  {step.what}")
     names = ["RIM", "REM0", "REM1", "REM2", "REM3"]
     fmt = opts["fmt"]
     if fmt == "json":
         out = {n: v.hex() for n, v in zip(names, values, strict=True)}
-        out["hash-algo"] = image.caps.hash_algo or "sha256"
+        out["hash-algo"] = hash_algo
         click.echo(json.dumps(out, indent=2))
     else:
         for n, v in zip(names, values, strict=True):
             click.echo(f"{n}: {base64.b64encode(v).decode() if fmt == 'base64' else v.hex()}")
-    if opts["corim"]:
-        document = comid(image.caps.hash_algo or "sha256", values, image.rpv)
-        _write(opts["corim"], json.dumps(document, indent=2).encode() + b"\n", "CoMID")
 
 
-def comid(hash_algo: str, values: list[bytes], rpv: bytes) -> dict:
-    """Reference values as a CoMID in the JSON form Veraison's cocli takes (the realm's RIM,
-    REMs and RPV under the CCA realm environment)."""
+def comid(hash_algo: str, values: list[bytes], rpv: bytes, template: dict | None = None) -> dict:
+    """Reference values as a CoMID in the JSON form Veraison's cocli takes: the realm's RIM,
+    REMs and RPV as the measurement of a CCA realm environment whose instance is the RIM. A
+    template keeps its tag identity and environment class; only the measurement and the
+    instance are replaced."""
     alg = {"sha256": "sha-256", "sha512": "sha-512"}[hash_algo]
+    b64 = lambda data: base64.b64encode(data).decode()  # noqa: E731
     registers = {
-        name: {"key-type": "text", "value": [f"{alg};{base64.b64encode(v).decode()}"]}
+        name: {"key-type": "text", "value": [f"{alg};{b64(v)}"]}
         for name, v in zip(("rim", "rem0", "rem1", "rem2", "rem3"), values, strict=True)
     }
-    return {
-        "tag-identity": {"id": str(uuid.uuid5(uuid.NAMESPACE_OID, values[0].hex())), "version": 0},
-        "triples": {
-            "reference-values": [
-                {
-                    "environment": {
-                        "class": {
-                            "id": {
-                                "type": "uuid",
-                                "value": str(uuid.uuid5(uuid.NAMESPACE_OID, "cca-realm")),
-                            },
-                            "vendor": "Workload Client Ltd",
-                        },
-                        "instance": {
-                            "type": "bytes",
-                            "value": base64.b64encode(values[0]).decode(),
-                        },
-                    },
-                    "measurement": {
-                        "value": {
-                            "raw-value": {"type": "bytes", "value": base64.b64encode(rpv).decode()},
-                            "integrity-registers": registers,
-                        }
-                    },
-                }
-            ]
-        },
+    document = dict(template or {})
+    document.setdefault(
+        "tag-identity", {"id": str(uuid.uuid5(uuid.NAMESPACE_OID, values[0].hex())), "version": 0}
+    )
+    triples = dict(document.get("triples") or {})
+    existing = triples.get("reference-values") or [{}]
+    environment = dict(existing[0].get("environment") or {})
+    environment.setdefault(
+        "class",
+        {"id": {"type": "uuid", "value": str(uuid.uuid5(uuid.NAMESPACE_OID, "cca-realm"))}},
+    )
+    environment["instance"] = {"type": "bytes", "value": b64(values[0])}
+    measurement = {
+        "value": {
+            "raw-value": {"type": "bytes", "value": b64(rpv)},
+            "integrity-registers": registers,
+        }
     }
+    triples["reference-values"] = [{"environment": environment, "measurement": measurement}]
+    document["triples"] = triples
+    return document
+
+
+def _template(path: str) -> dict:
+    try:
+        document = json.loads(_read(path, "CoMID template"))
+    except ValueError as e:
+        raise click.ClickException(f"{path}: not valid JSON: {e}") from None
+    shape_ok = isinstance(document, dict) and isinstance(document.get("triples", {}), dict)
+    refs = document.get("triples", {}).get("reference-values", [{}]) if shape_ok else None
+    if not (shape_ok and isinstance(refs, list) and refs and isinstance(refs[0], dict)):
+        raise click.ClickException(f"{path}: not a CoMID template (an object with triples)")
+    if not isinstance(refs[0].get("environment", {}), dict):
+        raise click.ClickException(f"{path}: the reference value's environment is not an object")
+    return document
 
 
 @measure.command(context_settings=VMM_SETTINGS)

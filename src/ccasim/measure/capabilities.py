@@ -60,7 +60,10 @@ class Capabilities:
     def require(self, *names: str) -> None:
         for name in names:
             if getattr(self, name) is None:
-                raise CapabilityError(f"{name} is not known: give it as an option or in a -c file")
+                hint = " (0: no SVE)" if name == "sve_vl" else ""
+                raise CapabilityError(
+                    f"{name} is not known: give it as an option or in a -c file{hint}"
+                )
 
 
 def load_toml(path: str, text: str) -> Capabilities:

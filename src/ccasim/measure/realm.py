@@ -84,11 +84,13 @@ class RealmImage:
 
     def realm_params(self) -> RealmParams:
         """RmiRealmParams as the VMM fills it (only the measured fields matter)."""
-        caps = self.caps
-        caps.require("ipa_bits", "num_bps", "num_wps", "hash_algo")
+        caps = self.caps.validate()
+        caps.require("ipa_bits", "num_bps", "num_wps", "sve_vl", "hash_algo")
+        pmu = bool(caps.pmu)
+        if pmu:
+            caps.require("pmu_num_ctrs")
         assert caps.ipa_bits and caps.num_bps and caps.num_wps and caps.hash_algo
         sve_vl = caps.sve_vl or 0
-        pmu = bool(caps.pmu)
         flags = (REALM_FLAG_LPA2 if caps.lpa2 else 0) | (REALM_FLAG_SVE if sve_vl else 0)
         flags |= REALM_FLAG_PMU if pmu else 0
         return RealmParams(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import base64
 import re
+import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -38,8 +39,28 @@ class Parser(argparse.ArgumentParser):
         raise CapabilityError(message)
 
 
-def kernel_blob(path: str, base: int) -> tuple[Blob, int]:
+GZIP_MAGIC = b"\x1f\x8b"
+QEMU_MAX_GUNZIP = 256 << 20  # QEMU's LOAD_IMAGE_MAX_GUNZIP_BYTES
+
+
+def gunzip(data: bytes, path: str) -> bytes:
+    """An Image.gz as QEMU inflates it for -kernel (at most 256 MiB)."""
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        out = inflater.decompress(data, QEMU_MAX_GUNZIP)
+    except zlib.error as e:
+        raise CapabilityError(f"kernel {path}: not a valid gzip file: {e}") from None
+    if inflater.unconsumed_tail:
+        raise CapabilityError(f"kernel {path}: inflates to more than 256 MiB")
+    return out
+
+
+def kernel_blob(path: str, base: int, inflate: bool = False) -> tuple[Blob, int]:
+    """The kernel Image placed at RAM + text_offset; an Image.gz is inflated first if the VMM
+    does so (QEMU)."""
     data = read(path, "kernel")
+    if inflate and data.startswith(GZIP_MAGIC):
+        data = gunzip(data, path)
     try:
         header = parse_image_header(data)
     except ImageError as e:
@@ -95,6 +116,7 @@ def kvmtool(caps: Capabilities, argv: list[str], dtb: bytes | None) -> RealmImag
     p.add_argument("--sve-max-vl", type=int)
     p.add_argument("--disable-sve", action="store_true")
     p.add_argument("--measurement-log", action="store_true")
+    p.add_argument("--dtb", dest="dtb_file")
     for flag in KVMTOOL_IGNORED_FLAGS:
         p.add_argument(flag, action="store_true")
     for option in KVMTOOL_IGNORED_VALUES:
@@ -104,8 +126,16 @@ def kvmtool(caps: Capabilities, argv: list[str], dtb: bytes | None) -> RealmImag
         raise CapabilityError("kvmtool: --realm is missing: this is not a realm launch")
     if a.cpus is None or a.mem is None:
         raise CapabilityError("kvmtool: give the number of vCPUs (-c) and the RAM size (-m)")
+    if not 1 <= a.cpus <= 512:
+        raise CapabilityError(f"kvmtool: -c {a.cpus} is outside 1..512")
+    if a.dtb_file is not None:
+        if dtb is not None:
+            raise CapabilityError("kvmtool: --dtb is given twice")
+        dtb = read(a.dtb_file, "DTB")
     if a.kernel is None and a.firmware is None:
         raise CapabilityError("kvmtool: give a kernel (-k) or firmware (--firmware)")
+    if "@" in a.mem:
+        raise CapabilityError("kvmtool: -m SIZE@ADDRESS is not supported for realms")
     ram = parse_size(a.mem, "-m")
     if ram % (2 * layout.MiB) or ram == 0:
         raise CapabilityError("kvmtool: the RAM size must be a non-zero multiple of 2 MiB")
@@ -174,6 +204,8 @@ def log_blobs(place: layout.Placement) -> list[Blob]:
 def _props(text: str) -> tuple[str, dict[str, str]]:
     """ "name,key=value,..." -> (name, {key: value}); a bare key is "on"."""
     head, *rest = text.split(",")
+    if "=" in head:
+        head, rest = "", [head, *rest]
     props = {}
     for item in rest:
         key, _, value = item.partition("=")
@@ -194,6 +226,9 @@ def _on(value: str, what: str) -> bool:
     if value in ("off", "false", "no"):
         return False
     raise CapabilityError(f"qemu: {what}={value!r} is not on or off")
+
+
+QEMU_MACHINE_PROPERTIES = ("gic-version", "confidential-guest-support", "its", "acpi", "accel")
 
 
 def qemu(caps: Capabilities, argv: list[str], dtb: bytes | None) -> RealmImage:
@@ -229,6 +264,16 @@ def qemu(caps: Capabilities, argv: list[str], dtb: bytes | None) -> RealmImage:
     if "," in mem:
         raise CapabilityError("qemu: -m takes only a size here")
     ram = parse_size(mem, "-m")
+    for machine in a.machine:
+        name, props = _props(machine)
+        name = props.pop("type", name)
+        if name and not re.fullmatch(r"virt(-\d+\.\d+)?", name):
+            raise CapabilityError(f"qemu: machine {name!r}: only virt is supported")
+        for key, value in props.items():
+            if key == "gic-version" and value not in ("3", "host", "max"):
+                raise CapabilityError(f"qemu: gic-version={value}: realms need GICv3")
+            if key not in QEMU_MACHINE_PROPERTIES:
+                raise CapabilityError(f"qemu: -M {key}=... changes the layout; not supported")
     smp = _props(a.smp)
     cpus = _int(smp[0] or smp[1].get("cpus", "1"), "-smp")
     if not 1 <= cpus <= 512:
@@ -256,6 +301,7 @@ def qemu(caps: Capabilities, argv: list[str], dtb: bytes | None) -> RealmImage:
             raise CapabilityError(f"qemu: unknown rme-guest property {key!r}")
     lowered = Capabilities(ipa_bits=layout.QEMU_IPA_BITS)
     pmu = bool(caps.pmu)
+    sve_on: list[int] = []
     for cpu in a.cpu:
         for key, value in _props(cpu)[1].items():
             if key == "pmu":
@@ -268,6 +314,14 @@ def qemu(caps: Capabilities, argv: list[str], dtb: bytes | None) -> RealmImage:
                 lowered = lowered.restrict(Capabilities(num_wps=_int(value, key)))
             elif key == "sve" and not _on(value, key):
                 lowered = lowered.restrict(Capabilities(sve_vl=0))
+            elif m := re.fullmatch(r"sve(\d+)", key):
+                if not _on(value, key):
+                    raise CapabilityError(
+                        f"qemu: {key}=off is not supported: give the largest length as sve<N>=on"
+                    )
+                sve_on.append(int(m.group(1)))
+    if sve_on:
+        lowered = lowered.restrict(Capabilities(sve_vl=max(sve_on)).validate())
     caps = replace(caps.restrict(lowered), hash_algo=algo, pmu=pmu)
     if caps.ipa_bits is not None and caps.ipa_bits < layout.QEMU_IPA_BITS:
         raise CapabilityError(f"qemu: the virt machine needs {layout.QEMU_IPA_BITS} IPA bits")
@@ -283,7 +337,7 @@ def qemu(caps: Capabilities, argv: list[str], dtb: bytes | None) -> RealmImage:
     else:
         if a.kernel is None:
             raise CapabilityError("qemu: give -kernel or -bios")
-        kernel, image_size = kernel_blob(a.kernel, base)
+        kernel, image_size = kernel_blob(a.kernel, base, inflate=True)
         initrd = read(a.initrd, "initrd") if a.initrd is not None else None
         place = layout.qemu_placement(
             ram, (kernel.ipa - base, max(image_size, len(kernel.data))),
