@@ -574,3 +574,9 @@ def test_any_vmm_command_line_gives_a_result_or_one_error_line(
         assert set(rim_lines(out)) == {"RIM", "REM0", "REM1", "REM2", "REM3"}
     else:
         assert out == "" and err.startswith("ccasim: error: ") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("vmm, option", [("kvmtool", "--measurement-log"), ("qemu", "-bios")])
+def test_vmm_help_lists_the_options_that_are_measured(capsys, vmm, option):
+    status, out, _ = run(capsys, "measure", vmm, "--help")
+    assert status == 0 and option in out

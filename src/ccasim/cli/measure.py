@@ -59,14 +59,16 @@ files (-c, stackable; each file can only lower what the ones before allowed).
 
 @click.group(help=HELP)
 @click.option("-c", "--config", "configs", multiple=True, metavar="FILE", help="Capabilities TOML.")
-@click.option("--ipa-bits", type=int)
-@click.option("--num-bps", type=int)
-@click.option("--num-wps", type=int)
+@click.option("--ipa-bits", type=int, help="IPA size the host supports (S2SZ).")
+@click.option("--num-bps", type=int, help="Breakpoints (2-64).")
+@click.option("--num-wps", type=int, help="Watchpoints (2-64).")
 @click.option("--sve-vl", type=int, help="Largest SVE vector length in bits (0: no SVE).")
-@click.option("--pmu-num-ctrs", type=int)
-@click.option("--pmu", metavar="BOOL")
-@click.option("--lpa2", metavar="BOOL")
-@click.option("--hash-algo", type=click.Choice(["sha256", "sha512"]))
+@click.option("--pmu-num-ctrs", type=int, help="PMU event counters (0-31).")
+@click.option("--pmu", metavar="BOOL", help="Whether the host has a PMU for realms.")
+@click.option("--lpa2", metavar="BOOL", help="Whether the host supports LPA2.")
+@click.option(
+    "--hash-algo", type=click.Choice(["sha256", "sha512"]), help="Needed for custom realms."
+)
 @click.option("--dtb", metavar="FILE", help="Measure this device tree as is.")
 @click.option("--output-dtb", metavar="FILE", help="Write the device tree that was measured.")
 @click.option("-v", "--verbose", is_flag=True, help="Print every step with the RIM after it.")
@@ -200,18 +202,44 @@ def _template(path: str) -> dict:
     return document
 
 
+def _help_asked(ctx: click.Context) -> bool:
+    if "-h" in ctx.args or "--help" in ctx.args:
+        click.echo(ctx.get_help())
+        return True
+    return False
+
+
 @measure.command(context_settings=VMM_SETTINGS)
 @click.pass_context
 def kvmtool(ctx: click.Context) -> None:
-    """A realm launched with `lkvm run --realm ...` (give its options)."""
-    _run(ctx, "kvmtool", ctx.args)
+    """A realm launched with `lkvm run --realm ...`: give its options.
+
+    \b
+    Measured: --realm, -c/--cpus, -m/--mem, -k/--kernel, -i/--initrd, -p/--params,
+    -f/--firmware, --firmware-address, --measurement-algo, --realm-pv, --pmu,
+    --pmu-counters, --sve-max-vl, --disable-sve, --measurement-log, --dtb.
+    Accepted and ignored: --name, --console, -d/--disk, -n/--network, --irqchip, --9p,
+    --nodefaults, --debug, --balloon, --rng, --no-dhcp, --virtio-legacy.
+    """
+    if not _help_asked(ctx):
+        _run(ctx, "kvmtool", ctx.args)
 
 
 @measure.command(context_settings=VMM_SETTINGS)
 @click.pass_context
 def qemu(ctx: click.Context) -> None:
-    """A realm launched with `qemu-system-aarch64 -M virt ... -object rme-guest,...`."""
-    _run(ctx, "qemu", ctx.args)
+    """A realm launched with `qemu-system-aarch64 -M virt ... -object rme-guest,...`.
+
+    \b
+    Measured: -m, -smp, -kernel (Image or Image.gz), -initrd, -bios, -append, -dtb,
+    -M virt[,gic-version=3|host|max], -cpu host[,pmu=,num-breakpoints=,num-watchpoints=,
+    num-pmu-counters=,sve=off,sve<N>=on], -object rme-guest[,measurement-algorithm=,
+    personalization-value=,measurement-log=].
+    Accepted and ignored: -enable-kvm, -nographic, -nodefaults, -no-reboot, -S, -serial,
+    -netdev, -device, -drive, -chardev, -name, -monitor, -accel, -display, -d.
+    """
+    if not _help_asked(ctx):
+        _run(ctx, "qemu", ctx.args)
 
 
 def _number(text: str, what: str) -> int:
