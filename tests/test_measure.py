@@ -257,7 +257,7 @@ def realm_images(draw):
                       unmeasured)  # fmt: skip
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(image=realm_images(), vcpus=st.integers(1, 3))
 def test_any_realm_agrees_with_rmi_construction(image, vcpus):
     """Whatever the IPA size, RAM range, blob placement and hash: the RMM's RIM after KVM's
@@ -550,9 +550,7 @@ WORDS = ["--realm", "-c", "-m", "-k", "-i", "-p", "--firmware", "--firmware-addr
          "/nonexistent", "cpus=2", "A" * 70]  # fmt: skip
 
 
-@settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     vmm=st.sampled_from(["kvmtool", "qemu"]),
     valid_start=st.booleans(),

@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -13,17 +15,23 @@ from ccasim.measure import Blob, Capabilities, CapabilityError, RealmImage, RimC
 from ccasim.measure.capabilities import load_toml
 
 DIGEST_SIZE = {"sha256": 32, "sha512": 64}
+CAPABILITY_OPTIONS = [f.name for f in fields(Capabilities)]
 
 
-def _bool(value: str | None) -> bool | None:
-    if value is None:
-        return None
-    lowered = value.lower()
-    if lowered in ("true", "on", "yes", "1"):
-        return True
-    if lowered in ("false", "off", "no", "0"):
-        return False
-    raise click.BadParameter(f"{value!r} is not true or false")
+class Bool(click.ParamType):
+    """true/false as realm-measurements spells them (also on/off, yes/no, 1/0)."""
+
+    name = "BOOL"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None):
+        if isinstance(value, bool):
+            return value
+        text = str(value).lower()
+        if text in ("true", "on", "yes", "1"):
+            return True
+        if text in ("false", "off", "no", "0"):
+            return False
+        self.fail(f"{value!r} is not true or false", param, ctx)
 
 
 def _read(path: str, what: str) -> bytes:
@@ -64,8 +72,8 @@ files (-c, stackable; each file can only lower what the ones before allowed).
 @click.option("--num-wps", type=int, help="Watchpoints (2-64).")
 @click.option("--sve-vl", type=int, help="Largest SVE vector length in bits (0: no SVE).")
 @click.option("--pmu-num-ctrs", type=int, help="PMU event counters (0-31).")
-@click.option("--pmu", metavar="BOOL", help="Whether the host has a PMU for realms.")
-@click.option("--lpa2", metavar="BOOL", help="Whether the host supports LPA2.")
+@click.option("--pmu", type=Bool(), help="Whether the host has a PMU for realms.")
+@click.option("--lpa2", type=Bool(), help="Whether the host supports LPA2.")
 @click.option(
     "--hash-algo", type=click.Choice(["sha256", "sha512"]), help="Needed for custom realms."
 )
@@ -84,21 +92,13 @@ files (-c, stackable; each file can only lower what the ones before allowed).
     "--corim-template", metavar="FILE", help="A CoMID (JSON) whose identity and class to keep."
 )
 @click.pass_context
-def measure(ctx: click.Context, configs: tuple[str, ...], **options: object) -> None:
+def measure(ctx: click.Context, configs: tuple[str, ...], **options: Any) -> None:
     caps = Capabilities()
+    given = {name: options.pop(name) for name in CAPABILITY_OPTIONS}
     try:
         for path in configs:
             caps = caps.restrict(load_toml(path, _read(path, "config").decode(errors="replace")))
-        cli_caps = Capabilities(
-            ipa_bits=options["ipa_bits"],  # type: ignore[arg-type]
-            num_bps=options["num_bps"],  # type: ignore[arg-type]
-            num_wps=options["num_wps"],  # type: ignore[arg-type]
-            sve_vl=options["sve_vl"],  # type: ignore[arg-type]
-            pmu_num_ctrs=options["pmu_num_ctrs"],  # type: ignore[arg-type]
-            pmu=_bool(options["pmu"]),  # type: ignore[arg-type]
-            lpa2=_bool(options["lpa2"]),  # type: ignore[arg-type]
-            hash_algo=options["hash_algo"],  # type: ignore[arg-type]
-        ).validate()
+        cli_caps = Capabilities(**given).validate()
     except CapabilityError as e:
         raise click.ClickException(str(e)) from None
     ctx.obj = {"caps": caps.update(cli_caps), **options}
