@@ -2,6 +2,8 @@
 in ../shared/vectors (their README states what each must give), and ccasim's own tokens."""
 
 import contextlib
+import io
+import json
 import re
 from pathlib import Path
 
@@ -197,3 +199,43 @@ def test_cli_errors_are_one_line(capsys, argv, message):
     argv = [token if a == "TOKEN" else str(VECTORS / CPAK) if a == "KEY" else a for a in argv]
     status, out, err = run(capsys, *argv)
     assert status != 0 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_any_claim_value_has_a_json_form():
+    """Unknown claims may hold any CBOR item; --json must still print valid JSON."""
+    from ccasim.cli.token import jsonable
+
+    claims = {
+        1: cbor2.CBORSimpleValue(99),
+        2: cbor2.CBORTag(1234, [b"\x01", float("nan")]),
+        3: cbor2.undefined,
+        b"\xff": {4: float("inf"), 5: 1.5, 6: None, 7: True},
+    }
+    out = json.loads(json.dumps(jsonable(claims), allow_nan=False))
+    assert out["2"] == {"tag": 1234, "value": ["01", "nan"]}
+    assert out["ff"] == {"4": "inf", "5": 1.5, "6": None, "7": True}
+
+
+@given(
+    vector=st.sampled_from([c[0] for c in CASES]),
+    edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1,
+                   max_size=4),
+    as_json=st.booleans(),
+)  # fmt: skip
+def test_corrupted_tokens_give_claims_or_one_error_line(tmp_path_factory, vector, edits, as_json):
+    """Byte edits anywhere in a real token: `token show` prints or names the problem, and
+    `token verify` reports; neither raises."""
+    data = bytearray(load(f"tokens/{vector}"))
+    for where, byte in edits:
+        data[int(where * len(data))] = byte
+    path = tmp_path_factory.mktemp("t") / "token.cbor"
+    path.write_bytes(bytes(data))
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(["token", "show", *(["--json"] if as_json else []), str(path)])
+    if status == 0:
+        assert err.getvalue() == "" and (not as_json or json.loads(out.getvalue()))
+    else:
+        assert err.getvalue().startswith("ccasim: error: ") and err.getvalue().count("\n") == 1
+    key = attest.load_public_key(load(CPAK))
+    assert attest.verify_token(bytes(data), key).lines()

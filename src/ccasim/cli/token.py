@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
+import cbor2
 import click
 
 from ccasim import attest
@@ -54,13 +56,21 @@ def render(value: object, indent: str, names: Mapping[int, str] | None = None) -
 
 
 def jsonable(value: object) -> object:
+    """Claim values as JSON: byte strings in hex, CBOR tags as {"tag", "value"}, and anything
+    else JSON has no form for (simple values, undefined, non-finite floats) as text."""
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {k.hex() if isinstance(k, bytes) else str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [jsonable(v) for v in value]
-    return value
+    if isinstance(value, cbor2.CBORTag):
+        return {"tag": value.tag, "value": jsonable(value.value)}
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    return str(value)
 
 
 @click.group()
@@ -87,7 +97,7 @@ def show(file: str, as_json: bool) -> None:
             "platform": jsonable(tok.platform_claims),
             "realm": jsonable(tok.realm_claims),
         }
-        click.echo(json.dumps(out, indent=2))
+        click.echo(json.dumps(out, indent=2, allow_nan=False))
         return
     click.echo(f"CCA token ({tok.form}), {len(data)} bytes")
     for what, sign1, claims in (
