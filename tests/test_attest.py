@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cbor2
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -239,3 +240,20 @@ def test_corrupted_tokens_give_claims_or_one_error_line(tmp_path_factory, vector
         assert err.getvalue().startswith("ccasim: error: ") and err.getvalue().count("\n") == 1
     key = attest.load_public_key(load(CPAK))
     assert attest.verify_token(bytes(data), key).lines()
+
+
+def test_a_platform_key_on_the_wrong_curve_is_named(tmp_path):
+    """ES384 needs a P-384 key: a P-256 or secp256k1 key fails with that reason."""
+    token = load("tokens/draft-ffm-00-example-tag399.cbor")
+    for curve in (ec.SECP256R1(), ec.SECP256K1()):
+        key = ec.generate_private_key(curve).public_key()
+        report = attest.verify_token(token, key)
+        failed = [c for c in report.checks if not c.ok]
+        assert [c.name for c in failed] == ["platform signature"]
+        assert failed[0].detail == f"ES384 needs a secp384r1 key, not {curve.name}"
+
+
+def test_an_unsupported_curve_in_a_pem_key_is_a_key_error():
+    pem = load(CPAK).replace(b"CAQYFK4EEACID", b"CAQYFK4EfACID")  # the curve OID altered
+    with pytest.raises(attest.KeyError_, match="unreadable PEM key"):
+        attest.load_public_key(pem)

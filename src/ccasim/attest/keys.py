@@ -8,6 +8,7 @@ import json
 from collections.abc import Mapping
 
 import cbor2
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -65,7 +66,7 @@ def load_public_key(data: bytes) -> ec.EllipticCurvePublicKey:
                 key = serialization.load_pem_private_key(stripped, password=None).public_key()
             else:
                 key = serialization.load_pem_public_key(stripped)
-        except (ValueError, TypeError) as e:
+        except (ValueError, TypeError, UnsupportedAlgorithm) as e:
             raise KeyError_(f"unreadable PEM key: {e}") from None
         if not isinstance(key, ec.EllipticCurvePublicKey):
             raise KeyError_("the PEM key is not an elliptic-curve key")

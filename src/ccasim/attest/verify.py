@@ -49,8 +49,12 @@ def _signature(report: Report, name: str, sign1: Sign1, key: ec.EllipticCurvePub
     if sign1.alg not in cose.ALGORITHMS:
         report.add(name, False, f"unsupported COSE algorithm {sign1.alg}")
         return
-    ok = cose.verify1(sign1.protected, sign1.payload, sign1.signature, key)
     curve = key.curve.name
+    wanted = cose.ALGORITHMS[sign1.alg][0]
+    if not isinstance(key.curve, wanted):
+        report.add(name, False, f"{alg} needs a {wanted.name} key, not {curve}")
+        return
+    ok = cose.verify1(sign1.protected, sign1.payload, sign1.signature, key)
     report.add(name, ok, f"{alg} with a {curve} key: " + ("valid" if ok else "INVALID"))
 
 
