@@ -109,8 +109,8 @@ class KvmRealm:
             for ipa, page in blob.granules():
                 self.data_create(ipa, page)
         self.recs = [self.rec_create(index, image.pc, image.x0) for index in range(vcpus)]
-        for blob in image.unmeasured:
-            for ipa, _ in blob.granules():
+        for region in image.unmeasured:
+            for ipa in region.addresses():
                 self.data_create(ipa, None)
         self.rmi.realm_activate(self.rd).check()
         return self.host.m.realm_measurements(self.rd)

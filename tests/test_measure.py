@@ -21,7 +21,15 @@ from hypothesis import strategies as st
 
 from ccasim import guest
 from ccasim.cli import main
-from ccasim.measure import Blob, Capabilities, CapabilityError, RealmImage, RimCalculator, vmm_args
+from ccasim.measure import (
+    Blob,
+    Capabilities,
+    CapabilityError,
+    RealmImage,
+    Region,
+    RimCalculator,
+    vmm_args,
+)
 from ccasim.measure.capabilities import load_toml
 from ccasim.measure.realm import ripas_blocks, rtt_start_level
 from ccasim.rmm import s2tt
@@ -209,7 +217,7 @@ def test_measurement_logs_are_populated_unmeasured_after_the_rec(files):
     kvmtool = ["--realm", "-c", "1", "-m", "512M", "-k", str(kernel), "-i", str(initrd)]
     plain = vmm_args.kvmtool(HOST, kvmtool, None)
     logged = vmm_args.kvmtool(HOST, [*kvmtool, "--measurement-log"], None)
-    assert [(b.ipa, len(b.data)) for b in logged.unmeasured] == [(0x8FFF_0000, 64 * 1024)]
+    assert [(r.ipa, r.size) for r in logged.unmeasured] == [(0x8FFF_0000, 64 * 1024)]
     assert predicted(plain) != predicted(logged) == built(logged)
     qemu = ["-m", "1G", "-kernel", str(kernel), "-object", "rme-guest,measurement-log=on"]
     image = vmm_args.qemu(HOST, qemu, None)
@@ -239,7 +247,7 @@ def realm_images(draw):
     unmeasured = []
     if draw(st.booleans()):
         ipa = base + draw(st.integers(0, size - 1)) // 4096 * 4096
-        unmeasured.append(Blob("log", ipa, bytes(4096 * draw(st.integers(1, 2)))))
+        unmeasured.append(Region("log", ipa, 4096 * draw(st.integers(1, 2))))
     ranges = sorted((b.first_granule, b.end) for b in blobs + unmeasured)
     assume(all(a[1] <= b[0] for a, b in itertools.pairwise(ranges)))
     assume(all(end <= limit for _, end in ranges))

@@ -11,7 +11,15 @@ from typing import Any
 
 import click
 
-from ccasim.measure import Blob, Capabilities, CapabilityError, RealmImage, RimCalculator, vmm_args
+from ccasim.measure import (
+    Blob,
+    Capabilities,
+    CapabilityError,
+    RealmImage,
+    Region,
+    RimCalculator,
+    vmm_args,
+)
 from ccasim.measure.capabilities import load_toml
 
 DIGEST_SIZE = {"sha256": 32, "sha512": 64}
@@ -297,9 +305,9 @@ def custom(
     holes = []
     for text in unmeasured:
         start, size = _range(text, "--unmeasured")
-        holes.append(Blob("unmeasured", start, bytes(size)))
+        holes.append(Region("unmeasured", start, size))
     for what, start, size in [("--ram", *r) for r in ranges] + [
-        ("--unmeasured", b.ipa, len(b.data)) for b in holes
+        ("--unmeasured", r.ipa, r.size) for r in holes
     ]:
         if start % 4096 or size % 4096 or size == 0:
             raise click.BadParameter(

@@ -7,6 +7,14 @@ prediction and a built realm cannot disagree.
 """
 
 from ccasim.measure.capabilities import Capabilities, CapabilityError
-from ccasim.measure.realm import Blob, RealmImage, RimCalculator, Step
+from ccasim.measure.realm import Blob, RealmImage, Region, RimCalculator, Step
 
-__all__ = ["Blob", "Capabilities", "CapabilityError", "RealmImage", "RimCalculator", "Step"]
+__all__ = [
+    "Blob",
+    "Capabilities",
+    "CapabilityError",
+    "RealmImage",
+    "Region",
+    "RimCalculator",
+    "Step",
+]

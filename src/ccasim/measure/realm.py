@@ -43,7 +43,6 @@ class Blob:
     name: str
     ipa: int
     data: bytes
-    measured: bool = True
 
     @property
     def first_granule(self) -> int:
@@ -69,6 +68,27 @@ class Blob:
             yield ipa, bytes(rest).ljust(GRANULE, b"\0")
 
 
+@dataclass(frozen=True)
+class Region:
+    """Granules a VMM populates without measuring their contents (RMI_NO_MEASURE_CONTENT),
+    e.g. a measurement log: only their IPAs reach the RIM."""
+
+    name: str
+    ipa: int
+    size: int
+
+    @property
+    def first_granule(self) -> int:
+        return self.ipa & ~(GRANULE - 1)
+
+    @property
+    def end(self) -> int:
+        return (self.ipa + self.size + GRANULE - 1) & ~(GRANULE - 1)
+
+    def addresses(self) -> range:
+        return range(self.first_granule, self.end, GRANULE)
+
+
 @dataclass
 class RealmImage:
     """Everything that determines a realm's RIM: its parameters, its RAM, the images placed in
@@ -80,7 +100,7 @@ class RealmImage:
     pc: int
     x0: int
     rpv: bytes = bytes(64)
-    unmeasured: list[Blob] = field(default_factory=list)
+    unmeasured: list[Region] = field(default_factory=list)
 
     def realm_params(self) -> RealmParams:
         """RmiRealmParams as the VMM fills it (only the measured fields matter)."""
@@ -126,7 +146,8 @@ class RimCalculator:
         image = self.image
         protected = 1 << (ipa_bits - 1)
         ranges = [(f"RAM at {b:#x}", b, b + n) for b, n in image.ram]
-        ranges += [(b.name, b.first_granule, b.end) for b in image.blobs + image.unmeasured]
+        ranges += [(b.name, b.first_granule, b.end) for b in image.blobs]
+        ranges += [(r.name, r.first_granule, r.end) for r in image.unmeasured]
         for name, start, end in ranges:
             if end > protected:
                 raise CapabilityError(
@@ -161,8 +182,11 @@ class RimCalculator:
         rec = RecParams(flags=REC_RUNNABLE, pc=image.pc, gprs=[image.x0] + [0] * 7)
         rim = measurement.rim_extend_rec(algo, rim, rec)
         self.steps.append(Step(f"REC_CREATE pc={image.pc:#x} x0={image.x0:#x}", rim))
-        for blob in image.unmeasured:
-            for ipa, _ in blob.granules():
+        for region in image.unmeasured:
+            for ipa in region.addresses():
                 rim = measurement.rim_extend_data(algo, rim, ipa, 0, None)
-            self.steps.append(Step(f"DATA_CREATE {blob.name} (unmeasured)", rim))
+            self.steps.append(
+                Step(f"DATA_CREATE {region.name} [{region.first_granule:#x}, {region.end:#x})"
+                     " unmeasured", rim)
+            )  # fmt: skip
         return [rim] + [bytes(64)] * 4

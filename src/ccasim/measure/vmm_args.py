@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ccasim.measure.capabilities import Capabilities, CapabilityError
-from ccasim.measure.realm import Blob, RealmImage
+from ccasim.measure.realm import Blob, RealmImage, Region
 from ccasim.vmm import fdt, layout
 from ccasim.vmm.image import ImageError, parse_image_header
 
@@ -191,11 +191,11 @@ def kvmtool(caps: Capabilities, argv: list[str], dtb: bytes | None) -> RealmImag
     return RealmImage(caps, [(base, ram)], blobs, place.pc, place.dtb, rpv, log_blobs(place))
 
 
-def log_blobs(place: layout.Placement) -> list[Blob]:
+def log_blobs(place: layout.Placement) -> list[Region]:
     """The measurement log's pages, populated unmeasured after the RECs."""
     if place.log is None:
         return []
-    return [Blob("measurement log", place.log, bytes(layout.MEASUREMENT_LOG_SIZE))]
+    return [Region("measurement log", place.log, layout.MEASUREMENT_LOG_SIZE)]
 
 
 # -- QEMU ------------------------------------------------------------------------------------
