@@ -305,7 +305,7 @@ def custom(
     holes = []
     for text in unmeasured:
         start, size = _range(text, "--unmeasured")
-        holes.append(Region("unmeasured", start, size))
+        holes.append(Region("pages", start, size))
     for what, start, size in [("--ram", *r) for r in ranges] + [
         ("--unmeasured", r.ipa, r.size) for r in holes
     ]:
