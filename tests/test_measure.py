@@ -180,7 +180,7 @@ def test_kvmtool_firmware_realm_agrees(files):
     argv = ["--realm", "-c", "1", "-m", "1G", "--firmware", str(firmware)]
     argv += ["--measurement-algo", "sha512"]
     image = vmm_args.kvmtool(HOST, argv, None)
-    assert image.pc == 0x8000_0000 and image.caps.hash_algo == "sha512"
+    assert image.pc == 0x8000_0000 and image.caps.hash_algo == "sha512" and not image.notes
     assert next(b for b in image.blobs if b.name == "dtb").ipa == 0x8000_0000 + GiB - 2 * MiB
     assert built(image) == predicted(image)
 
@@ -206,6 +206,9 @@ def test_qemu_firmware_realm_agrees(files):
     argv = ["-m", "256M", "-bios", str(firmware), "-kernel", str(kernel)]
     argv += ["-object", "rme-guest,id=r0,measurement-algorithm=sha256"]
     image = vmm_args.qemu(HOST, argv, None)
+    assert image.notes == [
+        "with -bios, QEMU hands -kernel and -initrd to the firmware (fw_cfg): not in the RIM"
+    ]
     assert [b.name for b in image.blobs] == ["firmware", "dtb"]  # -kernel goes over fw_cfg
     assert (image.pc, image.x0) == (0, 0)
     assert next(b for b in image.blobs if b.name == "dtb").ipa == 0x4000_0000
@@ -586,3 +589,11 @@ def test_any_vmm_command_line_gives_a_result_or_one_error_line(
 def test_vmm_help_lists_the_options_that_are_measured(capsys, vmm, option):
     status, out, _ = run(capsys, "measure", vmm, "--help")
     assert status == 0 and option in out
+
+
+def test_images_a_vmm_would_not_load_are_named(capsys, files):
+    kernel, initrd, firmware = files
+    vmm = ["kvmtool", "--realm", "-c", "1", "-m", "64M", "-f", firmware, "-k", kernel, "-i", initrd]
+    status, out, err = run(capsys, "measure", *CAPS, *vmm)
+    assert status == 0 and "RIM: " in out
+    assert err == "ccasim: note: kvmtool does not load -k or -i with --firmware: not measured\n"

@@ -148,6 +148,8 @@ def _report(opts: dict, image: RealmImage) -> None:
         document = comid(hash_algo, values, image.rpv, template)
         _write(opts["corim"], json.dumps(document, indent=2).encode() + b"\n", "CoMID")
 
+    for note in image.notes:
+        click.echo(f"ccasim: note: {note}", err=True)
     if opts["verbose"]:
         for step in calculator.steps:
             click.echo(f"{step.rim[:size].hex()}  {step.what}")

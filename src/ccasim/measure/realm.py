@@ -101,6 +101,7 @@ class RealmImage:
     x0: int
     rpv: bytes = bytes(64)
     unmeasured: list[Region] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the VMM would not load, and why
 
     def realm_params(self) -> RealmParams:
         """RmiRealmParams as the VMM fills it (only the measured fields matter)."""

@@ -188,7 +188,10 @@ def kvmtool(caps: Capabilities, argv: list[str], dtb: bytes | None) -> RealmImag
             fdt.GuestDescription(base, ram, a.cpus, gic, a.params, initrd_range, pmu=bool(caps.pmu))
         )
     blobs.append(dtb_blob(dtb, place.dtb, layout.KVMTOOL_FDT_MAX_SIZE))
-    return RealmImage(caps, [(base, ram)], blobs, place.pc, place.dtb, rpv, log_blobs(place))
+    image = RealmImage(caps, [(base, ram)], blobs, place.pc, place.dtb, rpv, log_blobs(place))
+    if a.firmware is not None and (a.kernel or a.initrd):
+        image.notes.append("kvmtool does not load -k or -i with --firmware: not measured")
+    return image
 
 
 def log_blobs(place: layout.Placement) -> list[Region]:
@@ -356,4 +359,9 @@ def qemu(caps: Capabilities, argv: list[str], dtb: bytes | None) -> RealmImage:
         dtb = fdt.build(fdt.GuestDescription(base, ram, cpus, gic, a.append, initrd_range, pmu=pmu))
     blobs.append(dtb_blob(dtb, place.dtb, None))
     x0 = 0 if a.bios is not None else place.dtb  # firmware finds the DTB at the RAM base
-    return RealmImage(caps, [(base, ram)], blobs, place.pc, x0, rpv, log_blobs(place))
+    image = RealmImage(caps, [(base, ram)], blobs, place.pc, x0, rpv, log_blobs(place))
+    if a.bios is not None and (a.kernel or a.initrd):
+        image.notes.append(
+            "with -bios, QEMU hands -kernel and -initrd to the firmware (fw_cfg): not in the RIM"
+        )
+    return image
