@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import itertools
 import json
+import re
 import struct
 
 import pytest
@@ -19,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+import ccasim
 from ccasim import guest
 from ccasim.cli import main
 from ccasim.measure import (
@@ -33,6 +35,7 @@ from ccasim.measure import (
 from ccasim.measure.capabilities import load_toml
 from ccasim.measure.realm import ripas_blocks, rtt_start_level
 from ccasim.rmm import s2tt
+from ccasim.rmm.features import RmmFeatures
 from kvm_build import KvmRealm
 from support import Host
 from test_measurement import KAT_DATA, KAT_REALM_SHA256, KAT_REALM_SHA512, KAT_REC, KAT_RIPAS
@@ -597,3 +600,31 @@ def test_images_a_vmm_would_not_load_are_named(capsys, files):
     status, out, err = run(capsys, "measure", *CAPS, *vmm)
     assert status == 0 and "RIM: " in out
     assert err == "ccasim: note: kvmtool does not load -k or -i with --firmware: not measured\n"
+
+
+def test_capabilities_from_the_rmms_own_feature_register(capsys, files):
+    """B4.4.6: RMI_FEATURES(0) of the machine the realm will run on gives its capabilities;
+    a prediction from them matches the realm built there."""
+    host = Host(ccasim.Machine(features=RmmFeatures(num_bps=6, num_wps=4, max_sve_vl=3)))
+    register0 = host.rmi.features(0).check()[1]
+    caps = Capabilities.from_rmi_features(register0)
+    assert caps == Capabilities(ipa_bits=48, lpa2=False, sve_vl=512, num_bps=6, num_wps=4,
+                                pmu=True, pmu_num_ctrs=31)  # fmt: skip
+    kernel, initrd, _ = files
+    argv = ["--realm", "-c", "1", "-m", "128M", "-k", str(kernel), "-i", str(initrd), "--pmu"]
+    image = vmm_args.kvmtool(caps, argv, None)
+    assert image.realm_params().flags & 0b110 == 0b110  # SVE and PMU
+    assert KvmRealm(host, image).build() == predicted(image)
+    status, out, _ = run(capsys, "measure", "--rmi-features", hex(register0), "kvmtool", *argv)
+    assert status == 0 and rim_lines(out)["RIM"] == predicted(image)[0].hex()
+
+
+@given(register0=st.integers(0, (1 << 64) - 1))
+def test_any_feature_register_value_gives_capabilities_or_a_clear_error(register0):
+    try:
+        caps = Capabilities.from_rmi_features(register0).validate()
+    except CapabilityError as e:
+        # S2SZ outside 32..52 or a single breakpoint/watchpoint (the architecture has 2+)
+        assert re.match(r"(ipa_bits|num_bps|num_wps)=\d+ is outside", str(e)), e
+    else:
+        assert 2 <= caps.num_bps <= 64 and caps.sve_vl % 128 == 0

@@ -75,6 +75,11 @@ files (-c, stackable; each file can only lower what the ones before allowed).
 
 @click.group(help=HELP)
 @click.option("-c", "--config", "configs", multiple=True, metavar="FILE", help="Capabilities TOML.")
+@click.option(
+    "--rmi-features",
+    metavar="VALUE",
+    help="Capabilities from what RMI_FEATURES(0) returned (an RMM log's X1), like a -c file.",
+)
 @click.option("--ipa-bits", type=int, help="IPA size the host supports (S2SZ).")
 @click.option("--num-bps", type=int, help="Breakpoints (2-64).")
 @click.option("--num-wps", type=int, help="Watchpoints (2-64).")
@@ -103,9 +108,13 @@ files (-c, stackable; each file can only lower what the ones before allowed).
 def measure(ctx: click.Context, configs: tuple[str, ...], **options: Any) -> None:
     caps = Capabilities()
     given = {name: options.pop(name) for name in CAPABILITY_OPTIONS}
+    features = options.pop("rmi_features")
     try:
         for path in configs:
             caps = caps.restrict(load_toml(path, _read(path, "config").decode(errors="replace")))
+        if features is not None:
+            register0 = _register(features, "--rmi-features")
+            caps = caps.restrict(Capabilities.from_rmi_features(register0).validate())
         cli_caps = Capabilities(**given).validate()
     except CapabilityError as e:
         raise click.ClickException(str(e)) from None

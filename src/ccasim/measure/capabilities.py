@@ -7,6 +7,8 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, fields, replace
 
+from ccasim.rmi.types import FeatureRegister0
+
 HASH_ALGOS = ("sha256", "sha512")
 
 
@@ -26,6 +28,22 @@ class Capabilities:
     pmu: bool | None = None
     lpa2: bool | None = None
     hash_algo: str | None = None
+
+    @classmethod
+    def from_rmi_features(cls, register0: int) -> Capabilities:
+        """What an RMM offers, from the value RMI_FEATURES returned for index 0
+        (RmiFeatureRegister0, B4.4.6: counts are encoded minus one, the SVE length as
+        VL/128 - 1). The hash algorithm is left to the VMM."""
+        f = FeatureRegister0.decode(register0 & ((1 << 64) - 1))
+        return cls(
+            ipa_bits=f.s2sz,
+            lpa2=bool(f.lpa2),
+            sve_vl=(f.sve_vl + 1) * 128 if f.sve_en else 0,
+            num_bps=f.num_bps + 1,
+            num_wps=f.num_wps + 1,
+            pmu=bool(f.pmu_en),
+            pmu_num_ctrs=f.pmu_num_ctrs if f.pmu_en else 0,
+        )
 
     def validate(self) -> Capabilities:
         for name, low, high in (("num_bps", 2, 64), ("num_wps", 2, 64), ("pmu_num_ctrs", 0, 31)):
