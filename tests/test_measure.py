@@ -61,7 +61,9 @@ def run(capsys, *argv):
 
 
 def rim_lines(out: str) -> dict[str, str]:
-    return dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+    """The RIM: and REMn: lines of ``ccasim measure``'s output."""
+    pairs = (line.split(": ", 1) for line in out.splitlines() if ": " in line)
+    return {k: v for k, v in pairs if re.fullmatch(r"RIM|REM\d", k)}
 
 
 def built(image: RealmImage, vcpus: int = 1) -> list[bytes]:

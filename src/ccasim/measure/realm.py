@@ -167,19 +167,21 @@ class RimCalculator:
         params = image.realm_params()
         algo = HASHES[image.caps.hash_algo or "sha256"]
         rim = measurement.rim_init(algo, params)
+        self.check_layout(params.s2sz)
         self.steps = [Step(f"REALM_CREATE s2sz={params.s2sz} flags={params.flags:#x}", rim)]
         for base, size in image.ram:
-            for start, top in ripas_blocks(base, base + size, params.s2sz):
+            blocks = ripas_blocks(base, base + size, params.s2sz)
+            for start, top in blocks:
                 rim = measurement.rim_extend_ripas_entry(algo, rim, start, top)
-            self.steps.append(Step(f"RTT_INIT_RIPAS [{base:#x}, {base + size:#x})", rim))
-        self.check_layout(params.s2sz)
-        blobs = sorted(image.blobs, key=lambda b: b.ipa)
-        for blob in blobs:
+            what = f"RTT_INIT_RIPAS [{base:#x}, {base + size:#x}): {len(blocks)} RTT entries"
+            self.steps.append(Step(what, rim))
+        for blob in sorted(image.blobs, key=lambda b: b.ipa):
+            granules = 0
             for ipa, page in blob.granules():
                 rim = measurement.rim_extend_data(algo, rim, ipa, 1, page)
-            self.steps.append(
-                Step(f"DATA_CREATE {blob.name} [{blob.first_granule:#x}, {blob.end:#x})", rim)
-            )
+                granules += 1
+            what = f"DATA_CREATE {blob.name} [{blob.first_granule:#x}, {blob.end:#x}): {granules}"
+            self.steps.append(Step(what + " granules", rim))
         rec = RecParams(flags=REC_RUNNABLE, pc=image.pc, gprs=[image.x0] + [0] * 7)
         rim = measurement.rim_extend_rec(algo, rim, rec)
         self.steps.append(Step(f"REC_CREATE pc={image.pc:#x} x0={image.x0:#x}", rim))
