@@ -88,4 +88,3 @@ def test_failed_realm_calls_change_nothing(sequence, answers):
             host.rmi.psci_complete(rec, target, 0)  # may fail: the host can be wrong too
     del CALLS[tag]
     RESULTS.pop(tag, None)
-
