@@ -14,6 +14,7 @@ import itertools
 import json
 import re
 import struct
+from dataclasses import replace
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -521,6 +522,8 @@ CAPS = ["--ipa-bits", "48", "--num-bps", "6", "--num-wps", "4", "--sve-vl", "0",
         (["--hash-algo", "sha256", "custom", "--load", "{kernel}@0x1000",
           "--load", "{initrd}@0x2000"], "overlap"),
         (["--hash-algo", "sha256", "custom", "--pc", "0x1" + "0" * 16], "64 bits"),
+        (["--hash-algo", "sha256", "custom", "--ram=-4096:4096"], "not a number or size"),
+        (["--hash-algo", "sha256", "custom", "--load", "{kernel}@-4096"], "not a number"),
         (["--num-bps", "99", "custom"], "num_bps=99 is outside"),
         (["--pmu", "maybe", "custom"], "not true or false"),
     ],
@@ -563,12 +566,14 @@ WORDS = ["--realm", "-c", "-m", "-k", "-i", "-p", "--firmware", "--firmware-addr
          "0", "1", "-1", "2", "64", "0x80000000", "512M", "3G", "1T", "sha512", "md5", "",
          "rme-guest", "rme-guest,measurement-algorithm=sha256", "host,pmu=maybe",
          "host,num-breakpoints=x", "host,sve=off", "{kernel}", "{initrd}", "{firmware}",
-         "/nonexistent", "cpus=2", "A" * 70]  # fmt: skip
+         "/nonexistent", "cpus=2", "A" * 70, "--ram", "--load", "--unmeasured", "--pc", "--x0",
+         "--rpv", "-4096", "0x1000:4K", "0x80000000:2M", "0:0", "{kernel}@0x1000",
+         "{initrd}@0x80000010", "@0x1000", "{kernel}@", "ff" * 65, "0x" + "f" * 17]  # fmt: skip
 
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    vmm=st.sampled_from(["kvmtool", "qemu"]),
+    vmm=st.sampled_from(["kvmtool", "qemu", "custom"]),
     valid_start=st.booleans(),
     words=st.lists(st.sampled_from(WORDS)),
 )
@@ -579,7 +584,8 @@ def test_any_vmm_command_line_gives_a_result_or_one_error_line(
     kernel, initrd, firmware = files
     if valid_start:
         start = {"kvmtool": ["--realm", "-c", "1", "-m", "64M", "-k", "{kernel}"],
-                 "qemu": ["-object", "rme-guest", "-kernel", "{kernel}"]}  # fmt: skip
+                 "qemu": ["-object", "rme-guest", "-kernel", "{kernel}"],
+                 "custom": ["--ram", "0x80000000:64M"]}  # fmt: skip
         words = start[vmm] + words
     argv = [w.format(kernel=kernel, initrd=initrd, firmware=firmware) for w in words]
     capsys.readouterr()
@@ -630,3 +636,17 @@ def test_any_feature_register_value_gives_capabilities_or_a_clear_error(register
         assert re.match(r"(ipa_bits|num_bps|num_wps)=\d+ is outside", str(e)), e
     else:
         assert 2 <= caps.num_bps <= 64 and caps.sve_vl % 128 == 0
+
+
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        (RealmImage(HOST, [(-4096, 8192)], [], 0, 0), "outside the protected IPA space"),
+        (RealmImage(HOST, [], [Blob("b", -1, b"x")], 0, 0), "outside the protected IPA space"),
+        (RealmImage(HOST, [], [], -1, 0), "pc=-0x1 does not fit"),
+        (RealmImage(HOST, [], [], 0, 1 << 64), "x0=0x10000000000000000 does not fit"),
+    ],
+)
+def test_the_calculator_refuses_what_no_vmm_could_build(image, message):
+    with pytest.raises(CapabilityError, match=message):
+        RimCalculator(replace(image, caps=replace(HOST, hash_algo="sha256"))).compute()

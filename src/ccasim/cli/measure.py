@@ -262,10 +262,14 @@ def qemu(ctx: click.Context) -> None:
 
 
 def _number(text: str, what: str) -> int:
+    """A non-negative number (0x.. allowed) or a size with a K/M/G/T suffix."""
     try:
-        return vmm_args.parse_size(text, what) if text[-1:].isalpha() else int(text, 0)
+        value = vmm_args.parse_size(text, what) if text[-1:].isalpha() else int(text, 0)
     except (ValueError, CapabilityError):
-        raise click.BadParameter(f"{text!r} is not a number or size", param_hint=what) from None
+        value = -1
+    if value < 0:
+        raise click.BadParameter(f"{text!r} is not a number or size", param_hint=what)
+    return value
 
 
 def _register(text: str, what: str) -> int:

@@ -145,12 +145,15 @@ class RimCalculator:
         """Refuse what the RMM would refuse: memory outside the protected IPA space (A5.2.1)
         and pages populated twice."""
         image = self.image
+        for name, value in (("pc", image.pc), ("x0", image.x0)):
+            if not 0 <= value < 1 << 64:
+                raise CapabilityError(f"{name}={value:#x} does not fit in a 64-bit register")
         protected = 1 << (ipa_bits - 1)
         ranges = [(f"RAM at {b:#x}", b, b + n) for b, n in image.ram]
         ranges += [(b.name, b.first_granule, b.end) for b in image.blobs]
         ranges += [(r.name, r.first_granule, r.end) for r in image.unmeasured]
         for name, start, end in ranges:
-            if end > protected:
+            if start < 0 or end > protected:
                 raise CapabilityError(
                     f"{name} [{start:#x}, {end:#x}) is outside the protected IPA space"
                     f" of a {ipa_bits}-bit realm (below {protected:#x})"
