@@ -567,7 +567,7 @@ WORDS = ["--realm", "-c", "-m", "-k", "-i", "-p", "--firmware", "--firmware-addr
          "rme-guest", "rme-guest,measurement-algorithm=sha256", "host,pmu=maybe",
          "host,num-breakpoints=x", "host,sve=off", "{kernel}", "{initrd}", "{firmware}",
          "/nonexistent", "cpus=2", "A" * 70, "--ram", "--load", "--unmeasured", "--pc", "--x0",
-         "--rpv", "-4096", "0x1000:4K", "0x80000000:2M", "0:0", "{kernel}@0x1000",
+         "--rpv", "-4096", "--ram=-4096:8K", "--load={kernel}@-1", "0x1000:4K", "0x80000000:2M", "0:0", "{kernel}@0x1000",
          "{initrd}@0x80000010", "@0x1000", "{kernel}@", "ff" * 65, "0x" + "f" * 17]  # fmt: skip
 
 
