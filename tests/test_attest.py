@@ -257,3 +257,22 @@ def test_an_unsupported_curve_in_a_pem_key_is_a_key_error():
     pem = load(CPAK).replace(b"CAQYFK4EEACID", b"CAQYFK4EfACID")  # the curve OID altered
     with pytest.raises(attest.KeyError_, match="unreadable PEM key"):
         attest.load_public_key(pem)
+
+
+def test_a_bug_is_still_one_line_unless_debugging(capsys, monkeypatch):
+    """The CLI's last resort: an exception ccasim did not expect (simulated here, as no input
+    is known to cause one) is one line and exit status 70; CCASIM_DEBUG=1 re-raises it."""
+
+    def broken(data):
+        raise RuntimeError("simulated")
+
+    monkeypatch.setattr(attest, "decode_token", broken)
+    token = str(VECTORS / "tokens/tfm-cca_token-legacy-tag399.cbor")
+    status, out, err = run(capsys, "token", "show", token)
+    assert status == 70 and out == ""
+    assert (
+        err.startswith("ccasim: internal error: RuntimeError: simulated") and err.count("\n") == 1
+    )
+    monkeypatch.setenv("CCASIM_DEBUG", "1")
+    with pytest.raises(RuntimeError):
+        main(["token", "show", token])

@@ -6,6 +6,7 @@ line on standard error naming the problem and a non-zero exit status, never a tr
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -38,6 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         click.echo(f"ccasim: error: {e.filename or ''}: {e.strerror or e}", err=True)
         return 1
+    except Exception as e:  # a bug in ccasim: still one line, unless asked for the traceback
+        if os.environ.get("CCASIM_DEBUG"):
+            raise
+        click.echo(
+            f"ccasim: internal error: {type(e).__name__}: {e} (a bug: please report it;"
+            " CCASIM_DEBUG=1 shows the traceback)",
+            err=True,
+        )
+        return 70  # EX_SOFTWARE
     return result if isinstance(result, int) else 0
 
 
