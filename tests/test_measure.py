@@ -167,6 +167,8 @@ def test_kvmtool_realm_agrees_with_rmi_construction(files):
     image = vmm_args.kvmtool(HOST, argv, None)
     assert image.caps.ipa_bits == 33 and image.caps.hash_algo == "sha256"
     dtb = next(b for b in image.blobs if b.name == "dtb")
+    # as a real kvmtool populated it for -m 512 (../shared/rmm-logs/opencca-fosdem2026-demo.txt:
+    # "Populated Realm memory area : 8fe00000 - 8fe10000")
     assert (dtb.ipa, len(dtb.data)) == (0x8FE0_0000, 64 * 1024)
     init = next(b for b in image.blobs if b.name == "initrd")
     assert init.ipa % 4 == 0 and dtb.ipa - 8 < init.ipa + len(init.data) <= dtb.ipa
