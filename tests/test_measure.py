@@ -176,6 +176,20 @@ def test_kvmtool_realm_agrees_with_rmi_construction(files):
     assert built(image, vcpus=2) == predicted(image)
 
 
+def test_arm_cca_forge_kvmtool_command_line(files):
+    """The lkvm command line of Arm's CCA FVP stack README (../shared/rmm-logs/
+    arm-cca-forge-readme-fvp-tfrmm-v0.8.0.txt), with its options that do not touch realm
+    memory, is understood."""
+    _, _, firmware = files
+    argv = ["--realm", "--disable-sve", "--irqchip=gicv3-its", "--firmware", str(firmware)]
+    argv += ["-c", "1", "-m", "512", "--no-pvtime", "--force-pci", "--disk", "guest-disk.img"]
+    argv += ["--measurement-algo=sha256", "--restricted_mem"]
+    image = vmm_args.kvmtool(HOST, argv, None)
+    assert [b.name for b in image.blobs] == ["firmware", "dtb"]
+    assert image.caps.hash_algo == "sha256" and image.realm_params().sve_vl == 0
+    assert built(image) == predicted(image)
+
+
 def test_small_kvmtool_realm_puts_the_dtb_2mib_below_the_end_of_ram(files):
     kernel, _, _ = files
     image = vmm_args.kvmtool(HOST, ["--realm", "-c", "1", "-m", "64", "-k", str(kernel)], None)
@@ -466,6 +480,13 @@ def test_qemu_inflates_a_gzip_kernel_and_kvmtool_takes_dtb_after_its_options(tmp
     assert next(b for b in after.blobs if b.name == "dtb").data.rstrip(b"\0") == b"\xd0\x0d\xfe\xed"
 
 
+def test_qemu_takes_the_older_measurement_algo_spelling(files):
+    """As in the launches in ../shared/rmm-logs (qemu-devel-gshan-2024-06-01-smc_rmm_prefix)."""
+    kernel, _, _ = files
+    argv = ["-kernel", str(kernel), "-object", "rme-guest,id=r0,measurement-algo=sha256"]
+    assert vmm_args.qemu(HOST, argv, None).caps.hash_algo == "sha256"
+
+
 def test_qemu_sve_lengths_lower_the_vector_length(files):
     kernel, _, _ = files
     host = Capabilities(ipa_bits=48, num_bps=6, num_wps=4, sve_vl=2048, pmu=False)
@@ -516,6 +537,7 @@ CAPS = ["--ipa-bits", "48", "--num-bps", "6", "--num-wps", "4", "--sve-vl", "0",
         (["qemu", "-object", "rme-guest", "-kernel", "{gz}"], "not a valid gzip file"),
         (["kvmtool", "--realm", "-c", "1", "-m", "64M@0x80000000", "-k", "{kernel}"], "@"),
         (["kvmtool", "--realm", "-c", "0", "-m", "64M", "-k", "{kernel}"], "-c 0"),
+        (["kvmtool", "--realm", "--aarch32", "-c", "1", "-m", "64M", "-k", "{kernel}"], "AArch64"),
         (["custom", "--ram", "0x80000000:1G"], "hash_algo is not known"),
         (["--hash-algo", "sha256", "--ipa-bits", "32", "custom", "--ram", "0x80000000:1G"],
          "outside the protected IPA space"),

@@ -237,8 +237,11 @@ def kvmtool(ctx: click.Context) -> None:
     Measured: --realm, -c/--cpus, -m/--mem, -k/--kernel, -i/--initrd, -p/--params,
     -f/--firmware, --firmware-address, --measurement-algo, --realm-pv, --pmu,
     --pmu-counters, --sve-max-vl, --disable-sve, --measurement-log, --dtb.
-    Accepted and ignored: --name, --console, -d/--disk, -n/--network, --irqchip, --9p,
-    --nodefaults, --debug, --balloon, --rng, --no-dhcp, --virtio-legacy.
+    Accepted and ignored (devices, consoles, debugging, host memory backing): --name,
+    --console, -d/--disk, -n/--network, --irqchip, --9p, --dev, --tty, --hugetlbfs,
+    --vcpu-affinity, --virtio-transport, --vfio-pci, --loglevel, --nodefaults, --debug*,
+    --balloon, --rng, --no-dhcp, --virtio-legacy, --no-pvtime, --force-pci, --restricted_mem,
+    --disable-mte, --vnc, --gtk, --sdl.
     """
     if not _help_asked(ctx):
         _run(ctx, "kvmtool", ctx.args)

@@ -78,13 +78,25 @@ def dtb_blob(data: bytes, ipa: int, pad_to: int | None) -> Blob:
 
 # -- kvmtool ---------------------------------------------------------------------------------
 
+#: lkvm run options that do not change what is put in realm memory (devices, consoles,
+#: debugging, host-side memory backing).
 KVMTOOL_IGNORED_FLAGS = (
     "--nodefaults",
     "--debug",
+    "--debug-single-step",
+    "--debug-ioport",
+    "--debug-mmio",
     "--balloon",
     "--rng",
     "--no-dhcp",
     "--virtio-legacy",
+    "--no-pvtime",
+    "--force-pci",
+    "--restricted_mem",
+    "--disable-mte",
+    "--vnc",
+    "--gtk",
+    "--sdl",
 )
 KVMTOOL_IGNORED_VALUES = (
     "--name",
@@ -95,6 +107,13 @@ KVMTOOL_IGNORED_VALUES = (
     "--network",
     "--irqchip",
     "--9p",
+    "--dev",
+    "--tty",
+    "--hugetlbfs",
+    "--vcpu-affinity",
+    "--virtio-transport",
+    "--vfio-pci",
+    "--loglevel",
 )
 
 
@@ -117,6 +136,7 @@ def kvmtool(caps: Capabilities, argv: list[str], dtb: bytes | None) -> RealmImag
     p.add_argument("--disable-sve", action="store_true")
     p.add_argument("--measurement-log", action="store_true")
     p.add_argument("--dtb", dest="dtb_file")
+    p.add_argument("--aarch32", action="store_true")
     for flag in KVMTOOL_IGNORED_FLAGS:
         p.add_argument(flag, action="store_true")
     for option in KVMTOOL_IGNORED_VALUES:
@@ -124,6 +144,8 @@ def kvmtool(caps: Capabilities, argv: list[str], dtb: bytes | None) -> RealmImag
     a = p.parse_args(argv)
     if not a.realm:
         raise CapabilityError("kvmtool: --realm is missing: this is not a realm launch")
+    if a.aarch32:
+        raise CapabilityError("kvmtool: --aarch32: a realm's boot vCPU runs AArch64")
     if a.cpus is None or a.mem is None:
         raise CapabilityError("kvmtool: give the number of vCPUs (-c) and the RAM size (-m)")
     if not 1 <= a.cpus <= 512:
@@ -287,7 +309,7 @@ def qemu(caps: Capabilities, argv: list[str], dtb: bytes | None) -> RealmImage:
     if not rme:
         raise CapabilityError("qemu: no -object rme-guest: this is not a realm launch")
     for key, value in _props(rme[-1])[1].items():
-        if key == "measurement-algorithm":
+        if key in ("measurement-algorithm", "measurement-algo"):  # the latter: older QEMU
             if value not in ("sha256", "sha512"):
                 raise CapabilityError(f"qemu: measurement-algorithm={value!r}")
             algo = value
