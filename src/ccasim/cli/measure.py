@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from ccasim.cli.files import read_file, write_file
 from ccasim.measure import (
     Blob,
     Capabilities,
@@ -40,20 +41,6 @@ class Bool(click.ParamType):
         if text in ("false", "off", "no", "0"):
             return False
         self.fail(f"{value!r} is not true or false", param, ctx)
-
-
-def _read(path: str, what: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as e:
-        raise click.ClickException(f"cannot read {what} {path}: {e.strerror}") from None
-
-
-def _write(path: str, data: bytes, what: str) -> None:
-    try:
-        Path(path).write_bytes(data)
-    except OSError as e:
-        raise click.ClickException(f"cannot write {what} {path}: {e.strerror}") from None
 
 
 HELP = """Predict the RIM (and REMs, zero at start) of a realm that kvmtool or QEMU would launch.
@@ -111,7 +98,9 @@ def measure(ctx: click.Context, configs: tuple[str, ...], **options: Any) -> Non
     features = options.pop("rmi_features")
     try:
         for path in configs:
-            caps = caps.restrict(load_toml(path, _read(path, "config").decode(errors="replace")))
+            caps = caps.restrict(
+                load_toml(path, read_file(path, "config").decode(errors="replace"))
+            )
         if features is not None:
             register0 = _register(features, "--rmi-features")
             caps = caps.restrict(Capabilities.from_rmi_features(register0).validate())
@@ -126,7 +115,7 @@ VMM_SETTINGS = {"ignore_unknown_options": True, "allow_extra_args": True, "help_
 
 def _run(ctx: click.Context, vmm: str, argv: list[str]) -> None:
     opts = ctx.obj
-    dtb = _read(opts["dtb"], "DTB") if opts["dtb"] else None
+    dtb = read_file(opts["dtb"], "DTB") if opts["dtb"] else None
     try:
         build = vmm_args.kvmtool if vmm == "kvmtool" else vmm_args.qemu
         image = build(opts["caps"].validate(), list(argv), dtb)
@@ -152,10 +141,10 @@ def _report(opts: dict, image: RealmImage) -> None:
         dtb_blob = next((b for b in image.blobs if b.name == "dtb"), None)
         if dtb_blob is None:
             raise click.ClickException("--output-dtb: this realm has no device tree")
-        _write(opts["output_dtb"], dtb_blob.data, "DTB")
+        write_file(opts["output_dtb"], dtb_blob.data, "DTB")
     if opts["corim"]:
         document = comid(hash_algo, values, image.rpv, template)
-        _write(opts["corim"], json.dumps(document, indent=2).encode() + b"\n", "CoMID")
+        write_file(opts["corim"], json.dumps(document, indent=2).encode() + b"\n", "CoMID")
 
     for note in image.notes:
         click.echo(f"ccasim: note: {note}", err=True)
@@ -209,7 +198,7 @@ def comid(hash_algo: str, values: list[bytes], rpv: bytes, template: dict | None
 
 def _template(path: str) -> dict:
     try:
-        document = json.loads(_read(path, "CoMID template"))
+        document = json.loads(read_file(path, "CoMID template"))
     except ValueError as e:
         raise click.ClickException(f"{path}: not valid JSON: {e}") from None
     shape_ok = isinstance(document, dict) and isinstance(document.get("triples", {}), dict)
@@ -317,7 +306,7 @@ def custom(
         path, sep, ipa = spec.rpartition("@")
         if not sep or not path:
             raise click.BadParameter(f"{spec!r} is not FILE@IPA", param_hint="--load")
-        blobs.append(Blob(Path(path).name, _number(ipa, "--load"), _read(path, "image")))
+        blobs.append(Blob(Path(path).name, _number(ipa, "--load"), read_file(path, "image")))
     if opts["dtb"]:
         raise click.ClickException("--dtb: with custom, give the DTB as --load FILE@IPA")
     holes = []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from pathlib import Path
 
 import cbor2
 import click
@@ -13,13 +12,7 @@ import click
 from ccasim import attest
 from ccasim.attest.claims import NAMES, SW_COMPONENT_FIELDS
 from ccasim.attest.verify import ALG_NAMES
-
-
-def read_file(path: str, what: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as e:
-        raise click.ClickException(f"cannot read {what} {path}: {e.strerror}") from None
+from ccasim.cli.files import read_file
 
 
 def hex_option(value: str | None, name: str) -> bytes | None:
