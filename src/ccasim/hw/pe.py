@@ -27,9 +27,7 @@ from ccasim.hw.counter import SystemCounter
 from ccasim.hw.faults import MemoryFault
 from ccasim.hw.gpt import Pas
 from ccasim.hw.memory import GRANULE_MASK, GRANULE_SIZE
-
-PSCI_CPU_OFF = 0x8400_0002
-PSCI_SYSTEM_RESET = 0x8400_0009
+from ccasim.psci import PsciFid
 
 # ICH_LR<n>_EL2 fields (GICv3)
 LR_STATE_SHIFT = 62
@@ -216,18 +214,18 @@ class Pe:
         except StopIteration:
             # A program that returns ends its vCPU as PSCI_CPU_OFF would.
             vcpu.program = None
-            return self._smc(vcpu, act.Smc(PSCI_CPU_OFF))
+            return self._smc(vcpu, act.Smc(PsciFid.CPU_OFF))
         except Exception:
             # A guest crash: the realm's software panics and resets the system.
             vcpu.program = None
             vcpu.crashed = traceback.format_exc(limit=-3)
             vcpu.console.append(f"guest program crashed:\n{vcpu.crashed}")
-            return self._smc(vcpu, act.Smc(PSCI_SYSTEM_RESET))
+            return self._smc(vcpu, act.Smc(PsciFid.SYSTEM_RESET))
         if not isinstance(action, act.Action):
             vcpu.program = None
             vcpu.crashed = f"guest program yielded {action!r}, not an action"
             vcpu.console.append(vcpu.crashed)
-            return self._smc(vcpu, act.Smc(PSCI_SYSTEM_RESET))
+            return self._smc(vcpu, act.Smc(PsciFid.SYSTEM_RESET))
         return action
 
     def _smc(self, vcpu: Vcpu, smc: act.Smc) -> Trap:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from ccasim.hw.gpt import Pas
 from ccasim.hw.memory import GRANULE_MASK
+from ccasim.hw.pe import S2AP_READ, S2AP_WRITE
 from ccasim.rmm import s2tt
 from ccasim.rmm.realm import Realm
 from ccasim.rmm.s2tt import ASSIGNED, ASSIGNED_NS, RAM, RTT_PAGE_LEVEL
@@ -17,8 +18,6 @@ from ccasim.rmm.s2tt import ASSIGNED, ASSIGNED_NS, RAM, RTT_PAGE_LEVEL
 if TYPE_CHECKING:
     from ccasim.rmm.core import Rmm
 
-S2AP_READ = 0b01 << 6
-S2AP_WRITE = 0b10 << 6
 S2AP_RW = S2AP_READ | S2AP_WRITE
 
 
