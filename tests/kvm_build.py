@@ -15,9 +15,8 @@ from __future__ import annotations
 from ccasim.measure import RealmImage
 from ccasim.measure.realm import rtt_start_level
 from ccasim.rmi import Status
-from ccasim.rmi.types import RecMpidr
 from ccasim.rmm import s2tt
-from support import GRANULE, Host
+from support import GRANULE, Host, RealmHandle
 
 DATA_MEASURE = 1
 
@@ -45,8 +44,9 @@ class KvmRealm:
         size = params.rtt_num_start * GRANULE
         host._next = (host._next + size - 1) & ~(size - 1)
         params.rtt_base = host.delegated(params.rtt_num_start)
-        self.rd = host.delegated()
-        self.rmi.realm_create(self.rd, host.ns_page(), params).check()
+        self.realm = RealmHandle(host.delegated(), params, host.ns_page())
+        self.rd = self.realm.rd
+        self.rmi.realm_create(self.rd, self.realm.params_ptr, params).check()
 
     def find_map_level(self, start: int, end: int) -> int:
         """The shallowest level (not above the start level) whose entry at ``start`` is
@@ -89,12 +89,11 @@ class KvmRealm:
     def rec_create(self, index: int, pc: int, x0: int) -> int:
         runnable = index == 0
         params = self.host.rec_params(
-            _Handle(self.rd),
+            self.realm,
             index,
             runnable=runnable,
             pc=pc if runnable else 0,
             gprs=[x0 if runnable else 0] + [0] * 7,
-            mpidr=RecMpidr.from_index(index).encode(),
         )
         rec = self.host.delegated()
         self.rmi.rec_create(self.rd, rec, self.host.ns_page(), params).check()
@@ -114,10 +113,3 @@ class KvmRealm:
                 self.data_create(ipa, None)
         self.rmi.realm_activate(self.rd).check()
         return self.host.m.realm_measurements(self.rd)
-
-
-class _Handle:
-    """The bit of a test RealmHandle that ``Host.rec_params`` reads."""
-
-    def __init__(self, rd: int) -> None:
-        self.rd = rd

@@ -118,7 +118,7 @@ def _run(ctx: click.Context, vmm: str, argv: list[str]) -> None:
     dtb = read_file(opts["dtb"], "DTB") if opts["dtb"] else None
     try:
         build = vmm_args.kvmtool if vmm == "kvmtool" else vmm_args.qemu
-        image = build(opts["caps"].validate(), list(argv), dtb)
+        image = build(opts["caps"], list(argv), dtb)
     except CapabilityError as e:
         raise click.ClickException(str(e)) from None
     _report(opts, image)

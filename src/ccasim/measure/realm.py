@@ -36,13 +36,11 @@ def ripas_blocks(base: int, top: int, ipa_bits: int) -> list[tuple[int, int]]:
     return blocks
 
 
-@dataclass(frozen=True)
-class Blob:
-    """Bytes a VMM places in guest memory at ``ipa`` (zero padded to whole granules)."""
+class GuestSpan:
+    """The granules that ``size`` bytes at ``ipa`` touch."""
 
-    name: str
     ipa: int
-    data: bytes
+    size: int
 
     @property
     def first_granule(self) -> int:
@@ -50,8 +48,24 @@ class Blob:
 
     @property
     def end(self) -> int:
-        """The end of the last granule the blob touches."""
-        return (self.ipa + len(self.data) + GRANULE - 1) & ~(GRANULE - 1)
+        """The end of the last granule touched."""
+        return (self.ipa + self.size + GRANULE - 1) & ~(GRANULE - 1)
+
+    def addresses(self) -> range:
+        return range(self.first_granule, self.end, GRANULE)
+
+
+@dataclass(frozen=True)
+class Blob(GuestSpan):
+    """Bytes a VMM places in guest memory at ``ipa`` (zero padded to whole granules)."""
+
+    name: str
+    ipa: int
+    data: bytes
+
+    @property
+    def size(self) -> int:  # type: ignore[override]
+        return len(self.data)
 
     def granules(self) -> Iterator[tuple[int, bytes | memoryview]]:
         """(IPA, 4 KiB contents) of every granule the blob touches, zero filled around it.
@@ -69,24 +83,13 @@ class Blob:
 
 
 @dataclass(frozen=True)
-class Region:
+class Region(GuestSpan):
     """Granules a VMM populates without measuring their contents (RMI_NO_MEASURE_CONTENT),
     e.g. a measurement log: only their IPAs reach the RIM."""
 
     name: str
     ipa: int
     size: int
-
-    @property
-    def first_granule(self) -> int:
-        return self.ipa & ~(GRANULE - 1)
-
-    @property
-    def end(self) -> int:
-        return (self.ipa + self.size + GRANULE - 1) & ~(GRANULE - 1)
-
-    def addresses(self) -> range:
-        return range(self.first_granule, self.end, GRANULE)
 
 
 @dataclass
@@ -150,8 +153,8 @@ class RimCalculator:
                 raise CapabilityError(f"{name}={value:#x} does not fit in a 64-bit register")
         protected = 1 << (ipa_bits - 1)
         ranges = [(f"RAM at {b:#x}", b, b + n) for b, n in image.ram]
-        ranges += [(b.name, b.first_granule, b.end) for b in image.blobs]
-        ranges += [(r.name, r.first_granule, r.end) for r in image.unmeasured]
+        spans: list[Blob | Region] = [*image.blobs, *image.unmeasured]
+        ranges += [(span.name, span.first_granule, span.end) for span in spans]
         for name, start, end in ranges:
             if start < 0 or end > protected:
                 raise CapabilityError(
