@@ -83,12 +83,17 @@ def load_public_key(data: bytes) -> ec.EllipticCurvePublicKey:
         if not isinstance(obj, Mapping):
             raise KeyError_("a JWK must be a JSON object")
         return from_jwk(obj)
+    return _cbor_cose_key(data, "not a PEM, JWK or COSE_Key")
+
+
+def _cbor_cose_key(data: bytes, not_a_key: str) -> ec.EllipticCurvePublicKey:
+    """A CBOR-encoded COSE_Key; ``not_a_key`` is the error when the bytes are not a map."""
     try:
         key = cbor2.loads(data)
-    except Exception:
-        raise KeyError_("not a PEM, JWK or COSE_Key") from None
+    except Exception:  # cbor2 raises several types on malformed input
+        raise KeyError_(not_a_key) from None
     if not isinstance(key, Mapping):
-        raise KeyError_("not a PEM, JWK or COSE_Key")
+        raise KeyError_(not_a_key)
     return from_cose_key(key)
 
 
@@ -100,10 +105,4 @@ def rak_public_key(claim: bytes) -> tuple[ec.EllipticCurvePublicKey, str]:
             return ec.EllipticCurvePublicKey.from_encoded_point(curve, claim), "raw SEC1 point"
         except ValueError as e:
             raise KeyError_(f"the RAK point is not on {curve.name}: {e}") from None
-    try:
-        key = cbor2.loads(claim)
-    except Exception:
-        raise KeyError_("the RAK is neither a COSE_Key nor a raw SEC1 point") from None
-    if not isinstance(key, Mapping):
-        raise KeyError_("the RAK is neither a COSE_Key nor a raw SEC1 point")
-    return from_cose_key(key), "COSE_Key"
+    return _cbor_cose_key(claim, "the RAK is neither a COSE_Key nor a raw SEC1 point"), "COSE_Key"
