@@ -13,15 +13,16 @@ from ccasim import attest
 from ccasim.attest.claims import NAMES, SW_COMPONENT_FIELDS
 from ccasim.attest.verify import ALG_NAMES
 from ccasim.cli.files import read_file
+from ccasim.cli.numbers import parse_hex_bytes
 
 
 def hex_option(value: str | None, name: str) -> bytes | None:
     if value is None:
         return None
     try:
-        return bytes.fromhex(value.removeprefix("0x"))
-    except ValueError:
-        raise click.BadParameter(f"not hexadecimal: {value!r}", param_hint=name) from None
+        return parse_hex_bytes(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint=name) from None
 
 
 def render(value: object, indent: str, names: Mapping[int, str] | None = None) -> list[str]:
