@@ -8,12 +8,13 @@ from itertools import pairwise
 
 from ccasim.measure.capabilities import Capabilities, CapabilityError
 from ccasim.rmi.structs import RealmParams, RecParams
-from ccasim.rmi.types import REALM_FLAG_LPA2, REALM_FLAG_PMU, REALM_FLAG_SVE, REC_RUNNABLE
+from ccasim.rmi.types import REALM_FLAG_LPA2, REALM_FLAG_PMU, REC_RUNNABLE
 from ccasim.rmm import measurement
 from ccasim.rmm.s2tt import level_size
 from ccasim.rmm.types import HashAlgorithm
 
 GRANULE = 4096
+LPA2_MIN_IPA_BITS = 49  # A5.2.1: 49 to 52 bits need FEAT_LPA2
 HASHES = {"sha256": HashAlgorithm.SHA_256, "sha512": HashAlgorithm.SHA_512}
 
 
@@ -109,20 +110,21 @@ class RealmImage:
     def realm_params(self) -> RealmParams:
         """RmiRealmParams as the VMM fills it (only the measured fields matter)."""
         caps = self.caps.validate()
-        caps.require("ipa_bits", "num_bps", "num_wps", "sve_vl", "hash_algo")
         pmu = bool(caps.pmu)
-        if pmu:
-            caps.require("pmu_num_ctrs")
+        needed = ("ipa_bits", "num_bps", "num_wps", "sve_vl", "hash_algo")
+        caps.require(*needed, *(("pmu_num_ctrs",) if pmu else ()))
         assert caps.ipa_bits and caps.num_bps and caps.num_wps and caps.hash_algo
-        sve_vl = caps.sve_vl or 0
-        flags = (REALM_FLAG_LPA2 if caps.lpa2 else 0) | (REALM_FLAG_SVE if sve_vl else 0)
-        flags |= REALM_FLAG_PMU if pmu else 0
-        return RealmParams(
+        if caps.ipa_bits > LPA2_MIN_IPA_BITS - 1 and not caps.lpa2:
+            raise CapabilityError(
+                f"ipa_bits={caps.ipa_bits}: an IPA space over 48 bits needs LPA2 (--lpa2 true)"
+            )
+        flags = (REALM_FLAG_LPA2 if caps.lpa2 else 0) | (REALM_FLAG_PMU if pmu else 0)
+        return RealmParams.from_counts(
+            breakpoints=caps.num_bps,
+            watchpoints=caps.num_wps,
+            sve_vector_length=caps.sve_vl or 0,
             flags=flags,
             s2sz=caps.ipa_bits,
-            sve_vl=sve_vl // 128 - 1 if sve_vl else 0,
-            num_bps=caps.num_bps - 1,
-            num_wps=caps.num_wps - 1,
             pmu_num_ctrs=(caps.pmu_num_ctrs or 0) if pmu else 0,
             hash_algo=0 if caps.hash_algo == "sha256" else 1,
             rpv=self.rpv,

@@ -12,7 +12,7 @@ import struct
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ccasim.rmi.types import HashAlgorithm
+from ccasim.rmi.types import REALM_FLAG_SVE, HashAlgorithm
 
 
 def member(offset: int, fmt: str, count: int = 1, default=0):
@@ -46,25 +46,53 @@ class AbiStruct:
                     raise TypeError(f"{cls.__name__}.{f.name} overlaps the member before it")
                 fmt += f"{m['offset'] - pos}x{code}"
                 pos = m["offset"] + struct.calcsize("<" + code)
-                layout.append((f.name, m["count"], m["fmt"].endswith("s")))
+                is_bytes = m["fmt"].endswith("s")  # count: the byte length
+                layout.append((f.name, struct.calcsize(code) if is_bytes else m["count"], is_bytes))
             fmt += f"{cls.SIZE - pos}x"
             codec = AbiStruct._codecs[cls] = (struct.Struct(fmt), layout)
         return codec
 
     def pack(self) -> bytes:
+        """The structure's bytes; ValueError names a member whose value does not fit."""
         codec, layout = self._codec()
         values: list[object] = []
         for name, count, is_bytes in layout:
             value = getattr(self, name)
             if is_bytes:
-                values.append(bytes(value))
+                value = bytes(value)
+                if len(value) > count:  # struct would truncate it without a word
+                    what = f"{type(self).__name__}.{name}"
+                    raise ValueError(f"{what} holds at most {count} bytes, not {len(value)}")
+                values.append(value)
             elif count > 1:
                 if len(value) != count:
                     raise ValueError(f"{name} needs {count} values, got {len(value)}")
                 values.extend(value)
             else:
                 values.append(value)
-        return codec.pack(*values)
+        try:
+            return codec.pack(*values)
+        except struct.error:
+            raise ValueError(self._misfit()) from None
+
+    def _misfit(self) -> str:
+        """Which member's value does not fit its type (after struct refused to pack)."""
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            code = f.metadata["fmt"]
+            if code.endswith("s"):
+                continue
+            bits = 8 * struct.calcsize(code)
+            low, high = (
+                (-(1 << bits - 1), (1 << bits - 1) - 1) if code.islower() else (0, (1 << bits) - 1)
+            )
+            value = getattr(self, f.name)
+            items = enumerate(value) if isinstance(value, list) else [(None, value)]
+            for i, v in items:
+                if not isinstance(v, int) or not low <= v <= high:
+                    where = f.name if i is None else f"{f.name}[{i}]"
+                    name = f"{type(self).__name__}.{where}"
+                    return f"{name}={v!r} does not fit its {bits}-bit field ({low}..{high})"
+        return f"{type(self).__name__}: a member does not fit its field"
 
     def pack_into(self, buf: bytearray, base: int) -> None:
         buf[base : base + self.SIZE] = self.pack()
@@ -86,7 +114,22 @@ class AbiStruct:
 
 @dataclass
 class RealmParams(AbiStruct):
-    """RmiRealmParams (B4.4.12): the host's request to RMI_REALM_CREATE."""
+    """RmiRealmParams (B4.4.12): the host's request to RMI_REALM_CREATE.
+
+    The members hold the spec's encodings, byte for byte, and three of them are not counts:
+
+    - ``num_bps``, ``num_wps``: the number of breakpoints / watchpoints *minus one*
+      (``num_bps=1`` asks for 2 breakpoints; 0 is reserved);
+    - ``sve_vl``: the SVE vector length as (VL / 128) - 1, like ZCR_ELx.LEN
+      (``sve_vl=3`` is 512 bits), meaningful with the SVE flag;
+    - ``s2sz`` is the IPA width itself (48 means 2^48 bytes), not a T0SZ.
+
+    Host capabilities elsewhere in ccasim (``ccasim measure --num-bps``, ``Machine(num_bps=)``,
+    :class:`~ccasim.measure.Capabilities`) are counts. :meth:`from_counts` builds the structure
+    from counts and :attr:`breakpoints`, :attr:`watchpoints` and :attr:`sve_vector_length`
+    read them back, so the two conventions cannot be mixed up by accident: every member is
+    measured into the RIM (B4.3.9.4), so a count written as an encoding gives another RIM.
+    """
 
     flags: int = member(0x0, "Q")
     s2sz: int = member(0x8, "B")
@@ -100,6 +143,46 @@ class RealmParams(AbiStruct):
     rtt_base: int = member(0x808, "Q")
     rtt_level_start: int = member(0x810, "q")
     rtt_num_start: int = member(0x818, "I")
+
+    @classmethod
+    def from_counts(
+        cls, *, breakpoints: int, watchpoints: int, sve_vector_length: int = 0, **members: object
+    ) -> RealmParams:
+        """RmiRealmParams for ``breakpoints`` and ``watchpoints`` (2..64) and an SVE vector
+        length in bits (0, or a multiple of 128 up to 2048, which also sets the SVE flag);
+        ``members`` gives the other members as they are encoded."""
+        for name, count in (("breakpoints", breakpoints), ("watchpoints", watchpoints)):
+            if not 2 <= count <= 64:
+                raise ValueError(f"{name}={count}: the architecture allows 2..64")
+        if sve_vector_length and not (
+            sve_vector_length % 128 == 0 and 128 <= sve_vector_length <= 2048
+        ):
+            raise ValueError(f"sve_vector_length={sve_vector_length}: 0 or 128..2048 in 128s")
+        flags = int(members.pop("flags", 0))  # type: ignore[call-overload]
+        if sve_vector_length:
+            flags |= REALM_FLAG_SVE
+        return cls(
+            flags=flags,
+            num_bps=breakpoints - 1,
+            num_wps=watchpoints - 1,
+            sve_vl=sve_vector_length // 128 - 1 if sve_vector_length else 0,
+            **members,  # type: ignore[arg-type]
+        )
+
+    @property
+    def breakpoints(self) -> int:
+        """The number of breakpoints requested (``num_bps + 1``)."""
+        return self.num_bps + 1
+
+    @property
+    def watchpoints(self) -> int:
+        """The number of watchpoints requested (``num_wps + 1``)."""
+        return self.num_wps + 1
+
+    @property
+    def sve_vector_length(self) -> int:
+        """The SVE vector length requested, in bits: 0 without the SVE flag."""
+        return (self.sve_vl + 1) * 128 if self.flags & REALM_FLAG_SVE else 0
 
 
 @dataclass
