@@ -37,6 +37,7 @@ from ccasim.measure.capabilities import load_toml
 from ccasim.measure.realm import ripas_blocks, rtt_start_level
 from ccasim.rmm import s2tt
 from ccasim.rmm.features import RmmFeatures
+from ccasim.vmm import fdt
 from kvm_build import KvmRealm
 from support import Host
 from test_measurement import KAT_DATA, KAT_REALM_SHA256, KAT_REALM_SHA512, KAT_REC, KAT_RIPAS
@@ -472,12 +473,13 @@ def test_qemu_inflates_a_gzip_kernel_and_kvmtool_takes_dtb_after_its_options(tmp
     plain = vmm_args.qemu(HOST, [*argv, str(kernel)], None)
     assert predicted(vmm_args.qemu(HOST, [*argv, str(gz)], None)) == predicted(plain)
     dtb = tmp_path / "given.dtb"
-    dtb.write_bytes(b"\xd0\x0d\xfe\xed" + bytes(60))
+    given = fdt.build(fdt.GuestDescription(0x1000, 0x1000, 1, fdt.GicLayout(0, 0, 0)))
+    dtb.write_bytes(given)
     kvm = ["--realm", "-c", "1", "-m", "64M", "-k", str(kernel)]
     after = vmm_args.kvmtool(HOST, [*kvm, "--dtb", str(dtb)], None)
     before = vmm_args.kvmtool(HOST, kvm, dtb.read_bytes())
     assert predicted(after) == predicted(before)
-    assert next(b for b in after.blobs if b.name == "dtb").data.rstrip(b"\0") == b"\xd0\x0d\xfe\xed"
+    assert next(b for b in after.blobs if b.name == "dtb").data == given.ljust(64 * 1024, b"\0")
 
 
 def test_qemu_takes_the_older_measurement_algo_spelling(files):
@@ -541,22 +543,57 @@ CAPS = ["--ipa-bits", "48", "--num-bps", "6", "--num-wps", "4", "--sve-vl", "0",
         (["custom", "--ram", "0x80000000:1G"], "hash_algo is not known"),
         (["--hash-algo", "sha256", "--ipa-bits", "32", "custom", "--ram", "0x80000000:1G"],
          "outside the protected IPA space"),
-        (["--hash-algo", "sha256", "custom", "--ram", "0x1000:0x800"], "granule aligned"),
+        (["--hash-algo", "sha256", "custom", "--ram", "0x1000:0x800"], "size 0x800 is not a multiple of 4 KiB"),
+        (["--hash-algo", "sha256", "custom", "--ram", "0x1800:4K"], "base 0x1800 is not a multiple of 4 KiB"),
+        (["--hash-algo", "sha256", "custom", "--ram", "0x1000:0"], "the size is zero"),
         (["--hash-algo", "sha256", "custom", "--ram", "0x1000"], "BASE:SIZE"),
         (["--hash-algo", "sha256", "custom", "--load", "{kernel}@0x1000",
           "--load", "{initrd}@0x2000"], "overlap"),
         (["--hash-algo", "sha256", "custom", "--pc", "0x1" + "0" * 16], "64 bits"),
-        (["--hash-algo", "sha256", "custom", "--ram=-4096:4096"], "not a number or size"),
-        (["--hash-algo", "sha256", "custom", "--load", "{kernel}@-4096"], "not a number"),
+        (["--hash-algo", "sha256", "custom", "--ram=-4096:4096"], "'-4096' is negative"),
+        (["--hash-algo", "sha256", "custom", "--load", "{kernel}@-4096"], "'-4096' is negative"),
+        (["--hash-algo", "sha256", "custom", "--load", "{kernel}@0x1Q"], "'0x1Q' is not a number or a size"),
+        (["--hash-algo", "sha256", "custom", "--x0", "1M"], "'1M' is not a decimal or 0x-hex number"),
         (["--num-bps", "99", "custom"], "num_bps=99 is outside"),
+        # sizes and addresses the IPA space or the platform cannot hold
+        (["kvmtool", "--realm", "-c", "1", "-m", "99999999999999999999G", "-k", "{kernel}"],
+         "needs a 98-bit IPA space; the host offers 48 bits"),
+        (["qemu", "-m", "999999999999T", "-kernel", "{kernel}", "-object", "rme-guest"],
+         "holds up to 255 GiB of RAM"),
+        (["kvmtool", "--realm", "-c", "1", "-m", "64M", "-f", "{firmware}",
+          "--firmware-address", "0x" + "f" * 20], "does not fit in 64 bits"),
+        (["kvmtool", "--realm", "-c", "1", "-m", "64M", "-f", "{firmware}",
+          "--firmware-address", "0x83fff000"], "is not inside guest RAM"),
+        (["--hash-algo", "sha256", "custom", "--ram", "0xffffffffffff0000:64K"],
+         "outside the protected IPA space"),
+        (["--hash-algo", "sha256", "--ipa-bits", "50", "custom"], "needs LPA2"),
+        # negative values after an option are values, not options
+        (["kvmtool", "--realm", "-c", "1", "-m", "-512M", "-k", "{kernel}"],
+         "kvmtool: -m: '-512M' is not a size"),
+        (["qemu", "-m", "-1G", "-kernel", "{kernel}", "-object", "rme-guest"],
+         "qemu: -m: '-1G' is not a size"),
+        (["qemu", "-kernel", "{kernel}", "-object", "rme-guest,measurement-algorithm=md5"],
+         "'md5': the RMM measures with sha256 or sha512"),
+        # files that cannot be what they are given as
+        (["--dtb", "{initrd}", "kvmtool", "--realm", "-c", "1", "-m", "64M", "-k", "{kernel}"],
+         "initrd: not a flattened device tree (no 0xd00dfeed magic)"),
+        (["kvmtool", "--realm", "-c", "1", "-m", "64M", "-k", "{kernel}", "--dtb", "{dtb}"],
+         "not a valid flattened device tree: shorter than its header says"),
+        (["qemu", "-kernel", "{kernel}", "-object", "rme-guest", "-dtb", "{kernel}"],
+         "Image: not a flattened device tree"),
         (["--pmu", "maybe", "custom"], "not true or false"),
     ],
 )  # fmt: skip
 def test_bad_input_gives_one_line_errors(capsys, tmp_path, files, argv, message):
-    kernel, initrd, _ = files
+    kernel, initrd, firmware = files
     gz = tmp_path / "bad.gz"
     gz.write_bytes(b"\x1f\x8b" + bytes(30))
-    argv = [a.format(kernel=kernel, initrd=initrd, gz=gz) for a in argv]
+    truncated = tmp_path / "truncated.dtb"
+    truncated.write_bytes(
+        fdt.build(fdt.GuestDescription(0, 1 << 20, 1, fdt.GicLayout(0, 0, 0)))[:-9]
+    )
+    fmt = {"kernel": kernel, "initrd": initrd, "firmware": firmware, "gz": gz, "dtb": truncated}
+    argv = [a.format(**fmt) for a in argv]
     status, out, err = run(capsys, "measure", *CAPS, *argv)
     assert status != 0 and out == ""
     assert err.startswith("ccasim: error: ") and err.count("\n") == 1, err
@@ -566,10 +603,11 @@ def test_bad_input_gives_one_line_errors(capsys, tmp_path, files, argv, message)
 def test_an_oversized_dtb_is_refused(capsys, tmp_path, files):
     kernel, _, _ = files
     big = tmp_path / "big.dtb"
-    big.write_bytes(bytes(65 * 1024))
+    gic = fdt.GicLayout(0x3FFF_0000, 0x1_0000, 0x3FFD_0000)
+    big.write_bytes(fdt.build(fdt.GuestDescription(0x8000_0000, 1 << 26, 1, gic, "x" * 66_000)))
     vmm = ["kvmtool", "--realm", "-c", "1", "-m", "64M", "-k", kernel]
     status, _, err = run(capsys, "measure", *CAPS, "--dtb", big, *vmm)
-    assert status == 1 and "the DTB is 66560 bytes; the VMM allows 65536" in err
+    assert status == 1 and re.search(r"the DTB is 66\d\d\d bytes; the VMM allows 65536", err)
 
 
 @given(offset=st.integers(0, 3 * 4096), data=st.binary(min_size=1, max_size=3 * 4096))
@@ -592,7 +630,9 @@ WORDS = ["--realm", "-c", "-m", "-k", "-i", "-p", "--firmware", "--firmware-addr
          "host,num-breakpoints=x", "host,sve=off", "{kernel}", "{initrd}", "{firmware}",
          "/nonexistent", "cpus=2", "A" * 70, "--ram", "--load", "--unmeasured", "--pc", "--x0",
          "--rpv", "-4096", "--ram=-4096:8K", "--load={kernel}@-1", "0x1000:4K", "0x80000000:2M", "0:0", "{kernel}@0x1000",
-         "{initrd}@0x80000010", "@0x1000", "{kernel}@", "ff" * 65, "0x" + "f" * 17]  # fmt: skip
+         "{initrd}@0x80000010", "@0x1000", "{kernel}@", "ff" * 65, "0x" + "f" * 17,
+         "99999999999999999999G", "999999999999T", "0x8000AFFF", "-512M", "255G", "0x10M",
+         "--dtb", "{dtb}", "{initrd}"]  # fmt: skip
 
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -611,7 +651,9 @@ def test_any_vmm_command_line_gives_a_result_or_one_error_line(
                  "qemu": ["-object", "rme-guest", "-kernel", "{kernel}"],
                  "custom": ["--ram", "0x80000000:64M"]}  # fmt: skip
         words = start[vmm] + words
-    argv = [w.format(kernel=kernel, initrd=initrd, firmware=firmware) for w in words]
+    dtb = kernel.parent / "fuzz.dtb"
+    dtb.write_bytes(fdt.build(fdt.GuestDescription(0, 1 << 20, 1, fdt.GicLayout(0, 0, 0))))
+    argv = [w.format(kernel=kernel, initrd=initrd, firmware=firmware, dtb=dtb) for w in words]
     capsys.readouterr()
     status, out, err = run(capsys, "measure", *CAPS, "--hash-algo", "sha256", vmm, *argv)
     if status == 0:

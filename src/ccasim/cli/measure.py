@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from ccasim.cli.files import read_file, write_file
+from ccasim.cli.numbers import ADDRESS, COUNT, REGISTER, parse_hex_bytes, parse_number
 from ccasim.measure import (
     Blob,
     Capabilities,
@@ -24,6 +25,7 @@ from ccasim.measure import (
 from ccasim.measure.capabilities import load_toml
 
 DIGEST_SIZE = {"sha256": 32, "sha512": 64}
+GRANULE = 4096
 CAPABILITY_OPTIONS = [f.name for f in fields(Capabilities)]
 
 
@@ -61,17 +63,26 @@ files (-c, stackable; each file can only lower what the ones before allowed).
 
 
 @click.group(help=HELP)
-@click.option("-c", "--config", "configs", multiple=True, metavar="FILE", help="Capabilities TOML.")
+@click.option(
+    "-c",
+    "--config",
+    "configs",
+    multiple=True,
+    metavar="FILE",
+    help="Capabilities TOML with the keys "
+    + ", ".join(CAPABILITY_OPTIONS)
+    + " (e.g. examples/host-caps.toml).",
+)
 @click.option(
     "--rmi-features",
-    metavar="VALUE",
+    type=REGISTER,
     help="Capabilities from what RMI_FEATURES(0) returned (an RMM log's X1), like a -c file.",
 )
-@click.option("--ipa-bits", type=int, help="IPA size the host supports (S2SZ).")
-@click.option("--num-bps", type=int, help="Breakpoints (2-64).")
-@click.option("--num-wps", type=int, help="Watchpoints (2-64).")
-@click.option("--sve-vl", type=int, help="Largest SVE vector length in bits (0: no SVE).")
-@click.option("--pmu-num-ctrs", type=int, help="PMU event counters (0-31).")
+@click.option("--ipa-bits", type=COUNT, help="IPA size the host supports (S2SZ).")
+@click.option("--num-bps", type=COUNT, help="Breakpoints (2-64).")
+@click.option("--num-wps", type=COUNT, help="Watchpoints (2-64).")
+@click.option("--sve-vl", type=COUNT, help="Largest SVE vector length in bits (0: no SVE).")
+@click.option("--pmu-num-ctrs", type=COUNT, help="PMU event counters (0-31).")
 @click.option("--pmu", type=Bool(), help="Whether the host has a PMU for realms.")
 @click.option("--lpa2", type=Bool(), help="Whether the host supports LPA2.")
 @click.option(
@@ -102,8 +113,7 @@ def measure(ctx: click.Context, configs: tuple[str, ...], **options: Any) -> Non
                 load_toml(path, read_file(path, "config").decode(errors="replace"))
             )
         if features is not None:
-            register0 = _register(features, "--rmi-features")
-            caps = caps.restrict(Capabilities.from_rmi_features(register0).validate())
+            caps = caps.restrict(Capabilities.from_rmi_features(features).validate())
         cli_caps = Capabilities(**given).validate()
     except CapabilityError as e:
         raise click.ClickException(str(e)) from None
@@ -115,8 +125,8 @@ VMM_SETTINGS = {"ignore_unknown_options": True, "allow_extra_args": True, "help_
 
 def _run(ctx: click.Context, vmm: str, argv: list[str]) -> None:
     opts = ctx.obj
-    dtb = read_file(opts["dtb"], "DTB") if opts["dtb"] else None
     try:
+        dtb = vmm_args.dtb_file(opts["dtb"]) if opts["dtb"] else None
         build = vmm_args.kvmtool if vmm == "kvmtool" else vmm_args.qemu
         image = build(opts["caps"], list(argv), dtb)
     except CapabilityError as e:
@@ -254,36 +264,38 @@ def qemu(ctx: click.Context) -> None:
 
 
 def _number(text: str, what: str) -> int:
-    """A non-negative number (0x.. allowed) or a size with a K/M/G/T suffix."""
+    """An address or size in an option's compound value (BASE:SIZE, FILE@IPA)."""
     try:
-        value = vmm_args.parse_size(text, what) if text[-1:].isalpha() else int(text, 0)
-    except (ValueError, CapabilityError):
-        value = -1
-    if value < 0:
-        raise click.BadParameter(f"{text!r} is not a number or size", param_hint=what)
-    return value
-
-
-def _register(text: str, what: str) -> int:
-    value = _number(text, what)
-    if not 0 <= value < 1 << 64:
-        raise click.BadParameter(f"{text!r} does not fit in 64 bits", param_hint=what)
-    return value
+        return parse_number(text, suffixes=True)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint=what) from None
 
 
 def _range(text: str, what: str) -> tuple[int, int]:
+    """BASE:SIZE, granule aligned and not empty."""
     base, sep, size = text.partition(":")
     if not sep:
         raise click.BadParameter(f"{text!r} is not BASE:SIZE", param_hint=what)
-    return _number(base, what), _number(size, what)
+    start, length = _number(base, what), _number(size, what)
+    if length == 0:
+        raise click.BadParameter(f"{text!r}: the size is zero", param_hint=what)
+    for name, value in (("base", start), ("size", length)):
+        if value % GRANULE:
+            raise click.BadParameter(
+                f"{text!r}: the {name} {value:#x} is not a multiple of 4 KiB (a granule)",
+                param_hint=what,
+            )
+    return start, length
 
 
 @measure.command()
 @click.option("--ram", "ram", multiple=True, metavar="BASE:SIZE", help="RAM with RIPAS RAM.")
 @click.option("--load", "loads", multiple=True, metavar="FILE@IPA", help="A measured image.")
 @click.option("--unmeasured", multiple=True, metavar="IPA:SIZE", help="Pages populated unmeasured.")
-@click.option("--pc", default="0", help="The boot REC's entry point.")
-@click.option("--x0", default="0", help="The boot REC's X0 (for Linux, the DTB address).")
+@click.option("--pc", type=ADDRESS, default=0, help="The boot REC's entry point.")
+@click.option(
+    "--x0", type=REGISTER, default=0, help="The boot REC's X0 (for Linux, the DTB address)."
+)
 @click.option("--rpv", default="", help="Realm personalisation value (hex, up to 64 bytes).")
 @click.pass_context
 def custom(
@@ -291,14 +303,15 @@ def custom(
     ram: tuple[str, ...],
     loads: tuple[str, ...],
     unmeasured: tuple[str, ...],
-    pc: str,
-    x0: str,
+    pc: int,
+    x0: int,
     rpv: str,
 ) -> None:
     """A realm described directly: RAM ranges, images and where they go, the boot REC.
 
-    For VMMs other than kvmtool and QEMU. Sizes take K/M/G suffixes; RAM ranges and
-    unmeasured ranges must be granule aligned."""
+    For VMMs other than kvmtool and QEMU. Addresses and sizes are decimal or 0x-hex and take
+    K/M/G/T suffixes (0x80000000:512M); RAM ranges and unmeasured ranges must be granule
+    aligned."""
     opts = ctx.obj
     ranges = [_range(r, "--ram") for r in ram]
     blobs = []
@@ -309,29 +322,19 @@ def custom(
         blobs.append(Blob(Path(path).name, _number(ipa, "--load"), read_file(path, "image")))
     if opts["dtb"]:
         raise click.ClickException("--dtb: with custom, give the DTB as --load FILE@IPA")
-    holes = []
-    for text in unmeasured:
-        start, size = _range(text, "--unmeasured")
-        holes.append(Region("pages", start, size))
-    for what, start, size in [("--ram", *r) for r in ranges] + [
-        ("--unmeasured", r.ipa, r.size) for r in holes
-    ]:
-        if start % 4096 or size % 4096 or size == 0:
-            raise click.BadParameter(
-                f"{start:#x}:{size:#x} is not granule aligned", param_hint=what
-            )
+    holes = [Region("pages", *_range(text, "--unmeasured")) for text in unmeasured]
     try:
-        personalisation = bytes.fromhex(rpv)
-    except ValueError:
-        raise click.BadParameter(f"{rpv!r} is not hex", param_hint="--rpv") from None
+        personalisation = parse_hex_bytes(rpv)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--rpv") from None
     if len(personalisation) > 64:
         raise click.BadParameter("longer than 64 bytes", param_hint="--rpv")
     image = RealmImage(
         caps=opts["caps"],
         ram=ranges,
         blobs=blobs,
-        pc=_register(pc, "--pc"),
-        x0=_register(x0, "--x0"),
+        pc=pc,
+        x0=x0,
         rpv=personalisation.ljust(64, b"\0"),
         unmeasured=holes,
     )

@@ -76,12 +76,16 @@ class Capabilities:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def require(self, *names: str) -> None:
-        for name in names:
-            if getattr(self, name) is None:
-                hint = " (0: no SVE)" if name == "sve_vl" else ""
-                raise CapabilityError(
-                    f"{name} is not known: give it as an option or in a -c file{hint}"
-                )
+        """Raise one error naming every capability in ``names`` that is not known."""
+        missing = [name for name in names if getattr(self, name) is None]
+        if missing:
+            options = ", ".join("--" + name.replace("_", "-") for name in missing)
+            keys = ", ".join(missing)
+            verb = "is" if len(missing) == 1 else "are"
+            hint = " (--sve-vl 0: no SVE)" if "sve_vl" in missing else ""
+            raise CapabilityError(
+                f"{keys} {verb} not known: give {options} or set {keys} in a -c file{hint}"
+            )
 
 
 def load_toml(path: str, text: str) -> Capabilities:

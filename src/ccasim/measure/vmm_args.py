@@ -9,11 +9,12 @@ import zlib
 from dataclasses import replace
 from pathlib import Path
 
-from ccasim.measure.capabilities import Capabilities, CapabilityError
+from ccasim.measure.capabilities import HASH_ALGOS, Capabilities, CapabilityError
 from ccasim.measure.realm import Blob, RealmImage, Region
 from ccasim.vmm import fdt, layout
 from ccasim.vmm.image import ImageError, parse_image_header
 
+MAX_IPA_BITS = 52  # FEAT_LPA2 (A5.2.1)
 SIZE_UNITS = {"": 1 << 20, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
@@ -21,8 +22,29 @@ def parse_size(text: str, what: str) -> int:
     """A memory size as the VMMs take it: a number, MiB unless a K/M/G/T suffix says so."""
     m = re.fullmatch(r"(\d+)([BKMGT]?)i?B?", text.strip(), re.IGNORECASE)
     if m is None:
-        raise CapabilityError(f"{what}: not a size: {text!r}")
+        raise CapabilityError(f"{what}: {text!r} is not a size (a number with K, M, G or T)")
     return int(m.group(1)) * SIZE_UNITS[m.group(2).upper()]
+
+
+def parse_address(text: str, what: str) -> int:
+    """An address as the VMMs read one with strtoull(..., 0): decimal, 0x-hex or 0-octal."""
+    try:
+        value = int(text, 0) if not text.startswith("0") or text[1:2] in "xX" else int(text, 8)
+    except ValueError:
+        raise CapabilityError(f"{what}: {text!r} is not an address") from None
+    if not 0 <= value < 1 << 64:
+        raise CapabilityError(f"{what}: {text!r} does not fit in 64 bits")
+    return value
+
+
+def dtb_file(path: str) -> bytes:
+    """A device tree given as a file: it must be a flattened device tree."""
+    data = read(path, "DTB")
+    try:
+        fdt.check(data)
+    except fdt.DtbError as e:
+        raise CapabilityError(f"DTB {path}: {e}") from None
+    return data
 
 
 def read(path: str, what: str) -> bytes:
@@ -33,10 +55,29 @@ def read(path: str, what: str) -> bytes:
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse that raises instead of printing usage and exiting."""
+    """argparse that raises instead of printing usage and exiting, and that gives an option
+    the value after it even when that value starts with '-' (``-m -512M``, ``-p -quiet``), as
+    the VMMs' own option parsers do."""
 
     def error(self, message: str):  # type: ignore[override]
         raise CapabilityError(message)
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        takes_value = {
+            option
+            for action in self._actions
+            if action.nargs is None and action.option_strings
+            for option in action.option_strings
+        }
+        joined: list[str] = []
+        words = iter(args or [])
+        for word in words:
+            joined.append(word)
+            if word in takes_value:
+                value = next(words, None)
+                if value is not None:
+                    joined[-1] = f"{word}={value}"
+        return super().parse_args(joined, namespace)
 
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -127,7 +168,7 @@ def kvmtool(caps: Capabilities, argv: list[str], dtb: bytes | None) -> RealmImag
     p.add_argument("-i", "--initrd")
     p.add_argument("-p", "--params", default="")
     p.add_argument("-f", "--firmware")
-    p.add_argument("--firmware-address", type=lambda s: int(s, 0))
+    p.add_argument("--firmware-address")
     p.add_argument("--measurement-algo", choices=("sha256", "sha512"), default="sha256")
     p.add_argument("--realm-pv", default="")
     p.add_argument("--pmu", action="store_true")
@@ -153,16 +194,23 @@ def kvmtool(caps: Capabilities, argv: list[str], dtb: bytes | None) -> RealmImag
     if a.dtb_file is not None:
         if dtb is not None:
             raise CapabilityError("kvmtool: --dtb is given twice")
-        dtb = read(a.dtb_file, "DTB")
+        dtb = dtb_file(a.dtb_file)
     if a.kernel is None and a.firmware is None:
         raise CapabilityError("kvmtool: give a kernel (-k) or firmware (--firmware)")
     if "@" in a.mem:
         raise CapabilityError("kvmtool: -m SIZE@ADDRESS is not supported for realms")
-    ram = parse_size(a.mem, "-m")
+    ram = parse_size(a.mem, "kvmtool: -m")
     if ram % (2 * layout.MiB) or ram == 0:
         raise CapabilityError("kvmtool: the RAM size must be a non-zero multiple of 2 MiB")
+    ipa_bits = layout.kvmtool_ipa_bits(ram)
+    limit = caps.ipa_bits or MAX_IPA_BITS
+    if ipa_bits > limit:
+        raise CapabilityError(
+            f"kvmtool: -m {a.mem}: RAM up to {layout.KVMTOOL_RAM_BASE + ram:#x} needs a"
+            f" {ipa_bits}-bit IPA space; the host offers {limit} bits"
+        )
     lowered = Capabilities(
-        ipa_bits=layout.kvmtool_ipa_bits(ram),
+        ipa_bits=ipa_bits,
         pmu=a.pmu,
         pmu_num_ctrs=a.pmu_counters,
         sve_vl=0 if a.disable_sve else a.sve_max_vl,
@@ -186,8 +234,16 @@ def kvmtool(caps: Capabilities, argv: list[str], dtb: bytes | None) -> RealmImag
     initrd = read(a.initrd, "initrd") if a.initrd is not None and a.firmware is None else None
     firmware_addr = None
     if a.firmware is not None:
-        firmware_addr = a.firmware_address if a.firmware_address is not None else base
-        blobs.append(Blob("firmware", firmware_addr, read(a.firmware, "firmware")))
+        firmware_addr = base
+        if a.firmware_address is not None:
+            firmware_addr = parse_address(a.firmware_address, "kvmtool: --firmware-address")
+        firmware = read(a.firmware, "firmware")
+        if not base <= firmware_addr <= base + ram - len(firmware):
+            raise CapabilityError(
+                f"kvmtool: the firmware ({len(firmware)} bytes at {firmware_addr:#x}) is not"
+                f" inside guest RAM [{base:#x}, {base + ram:#x})"
+            )
+        blobs.append(Blob("firmware", firmware_addr, firmware))
     place = layout.kvmtool_placement(
         ram,
         text_offset,
@@ -288,7 +344,13 @@ def qemu(caps: Capabilities, argv: list[str], dtb: bytes | None) -> RealmImage:
     mem = a.m.removeprefix("size=")
     if "," in mem:
         raise CapabilityError("qemu: -m takes only a size here")
-    ram = parse_size(mem, "-m")
+    ram = layout.align_up(parse_size(mem, "qemu: -m"), layout.QEMU_RAM_ALIGN)
+    if not 0 < ram <= layout.QEMU_MAX_RAM:
+        raise CapabilityError(
+            f"qemu: -m {mem}: the virt machine holds up to"
+            f" {layout.QEMU_MAX_RAM // layout.GiB} GiB of RAM in its"
+            f" {layout.QEMU_IPA_BITS}-bit IPA space"
+        )
     for machine in a.machine:
         name, props = _props(machine)
         name = props.pop("type", name)
@@ -310,8 +372,10 @@ def qemu(caps: Capabilities, argv: list[str], dtb: bytes | None) -> RealmImage:
         raise CapabilityError("qemu: no -object rme-guest: this is not a realm launch")
     for key, value in _props(rme[-1])[1].items():
         if key in ("measurement-algorithm", "measurement-algo"):  # the latter: older QEMU
-            if value not in ("sha256", "sha512"):
-                raise CapabilityError(f"qemu: measurement-algorithm={value!r}")
+            if value not in HASH_ALGOS:
+                raise CapabilityError(
+                    f"qemu: {key}={value!r}: the RMM measures with {' or '.join(HASH_ALGOS)}"
+                )
             algo = value
         elif key == "personalization-value":
             try:
@@ -372,7 +436,7 @@ def qemu(caps: Capabilities, argv: list[str], dtb: bytes | None) -> RealmImage:
         if initrd is not None and place.initrd is not None:
             blobs.append(Blob("initrd", place.initrd, initrd))
     if a.dtb is not None and dtb is None:
-        dtb = read(a.dtb, "DTB")
+        dtb = dtb_file(a.dtb)
     if dtb is None:
         initrd_range = (
             (place.initrd, place.initrd + len(initrd)) if initrd and place.initrd else None

@@ -21,6 +21,32 @@ IRQ_LEVEL_LOW = 8
 TIMER_PPIS = (13, 14, 11, 10)
 PMU_PPI = 7
 GIC_PHANDLE = 1
+FDT_MAGIC = 0xD00D_FEED
+
+
+class DtbError(ValueError):
+    """Bytes that are not a flattened device tree."""
+
+
+def check(data: bytes) -> None:
+    """Raise :class:`DtbError` unless ``data`` is a well-formed flattened device tree: the
+    header's magic, version and sizes, and a structure block that libfdt can walk."""
+    if len(data) < 4 or int.from_bytes(data[:4], "big") != FDT_MAGIC:
+        raise DtbError("not a flattened device tree (no 0xd00dfeed magic)")
+    err = libfdt.fdt_check_full(bytearray(data), len(data))
+    if err < 0:
+        name = str(libfdt.FdtException(err)).rpartition(" ")[2]
+        why = _CHECK_ERRORS.get(name, name)
+        raise DtbError(f"not a valid flattened device tree: {why}")
+
+
+_CHECK_ERRORS = {
+    "FDT_ERR_TRUNCATED": "shorter than its header says (truncated)",
+    "FDT_ERR_BADVERSION": "unsupported header version",
+    "FDT_ERR_BADSTRUCTURE": "corrupt structure block",
+    "FDT_ERR_BADLAYOUT": "blocks out of order",
+    "FDT_ERR_BADOFFSET": "a block lies outside the blob",
+}
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,8 @@ def kvmtool_placement(
 
 QEMU_RAM_BASE = 0x4000_0000
 QEMU_IPA_BITS = 41  # the virt machine's high PCIe MMIO ends at 1 TiB: 40 bits, + 1
+QEMU_MAX_RAM = 255 * GiB  # RAM below the high MMIO regions (the virt machine's memory map)
+QEMU_RAM_ALIGN = 8 * KiB  # QEMU rounds -m up to this
 QEMU_GICD = 0x0800_0000
 QEMU_GICD_SIZE = 0x1_0000
 QEMU_GICR = 0x080A_0000
