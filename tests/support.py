@@ -15,6 +15,7 @@ import ccasim
 from ccasim.rmi import FID, RealmParams, RecEnter, RecExit, RecParams, Rmi, RmiResult, Status
 from ccasim.rmi.types import RecMpidr
 from ccasim.rmm import s2tt
+from ccasim.rmm.log import SmcCall
 
 #: (fid, condition) of every failure any test machine reported: the suite's spec coverage.
 OBSERVED_FAILURES: set[tuple[int, str]] = set()
@@ -71,10 +72,10 @@ class Host:
         self.rmi = Rmi(self.m)
         self._next = DRAM0 + 0x100_0000
 
-    def _record(self, call) -> None:
-        self.m.rmm_log.append(call)
-        if call.condition is not None:
-            OBSERVED_FAILURES.add((call.fid, call.condition))
+    def _record(self, record) -> None:
+        self.m.rmm_log.append(record)
+        if isinstance(record, SmcCall) and record.condition is not None:
+            OBSERVED_FAILURES.add((record.fid, record.condition))
 
     # -- granules ------------------------------------------------------------------------
 
@@ -213,7 +214,12 @@ class Host:
 
     @property
     def last_condition(self) -> str | None:
-        return self.m.rmm_log[-1].condition
+        return self.smc_log[-1].condition
+
+    @property
+    def smc_log(self) -> list[SmcCall]:
+        """The RMM's log without the vCPU events."""
+        return [r for r in self.m.rmm_log if isinstance(r, SmcCall)]
 
 
 def expect(host: Host, result: RmiResult, status: Status, index: int = 0, condition=None) -> None:

@@ -16,9 +16,10 @@ from ccasim.hw.counter import SystemCounter
 from ccasim.hw.gpt import Pas
 from ccasim.hw.pe import Pe
 from ccasim.hw.platform import Platform, fvp_base
+from ccasim.hw.vcpu import VcpuStop
 from ccasim.rmm.core import Rmm
 from ccasim.rmm.features import RmmFeatures
-from ccasim.rmm.log import SmcCall
+from ccasim.rmm.log import LogRecord
 
 
 class Machine:
@@ -32,7 +33,8 @@ class Machine:
     :param features: what the RMM supports; default derives S2SZ and LPA2 from ``pa_bits``.
     :param attestation: the platform's attestation keys and claims (default: published test
         keys, see :mod:`ccasim.el3.attestation`).
-    :param trace: keep the RMM's log (every RMI, RSI and PSCI call) in :attr:`rmm_log`.
+    :param trace: keep the RMM's log (every RMI, RSI and PSCI call, and every guest program
+        that stops) in :attr:`rmm_log`.
     """
 
     def __init__(
@@ -61,7 +63,7 @@ class Machine:
         self.monitor.rmm = self._rmm
         # An SMC from the Normal world traps straight to EL3.
         self.smc = self.monitor.smc_from_ns  # type: ignore[method-assign, assignment]
-        self.rmm_log: list[SmcCall] = []
+        self.rmm_log: list[LogRecord] = []
         if trace:
             self.on_rmm_log(self.rmm_log.append)
 
@@ -77,11 +79,22 @@ class Machine:
         return self.monitor.smc_from_ns(fid, *args)
 
     def ns_write(self, pa: int, data: bytes) -> None:
-        """A Normal-world write to physical memory (raises GranuleProtectionFault if not NS)."""
+        """A Normal-world write of ``data`` at physical address ``pa``.
+
+        Raises GranuleProtectionFault where a granule is not in the NS PAS and ExternalAbort
+        where no memory is populated (or the address is outside the PA space).
+        """
         self.memory.write(pa, data, Pas.NS)
 
     def ns_read(self, pa: int, size: int) -> bytes:
-        """A Normal-world read of physical memory (raises GranuleProtectionFault if not NS)."""
+        """A Normal-world read of ``size`` bytes at physical address ``pa``.
+
+        Raises GranuleProtectionFault where a granule is not in the NS PAS and ExternalAbort
+        where no memory is populated (or the address is outside the PA space); ValueError for
+        a negative size, which is no access at all.
+        """
+        if size < 0:
+            raise ValueError(f"ns_read of {size} bytes: a size is not negative")
         return self.memory.read(pa, size, Pas.NS)
 
     # -- debug views (read only; not architectural) ----------------------------------------
@@ -102,9 +115,31 @@ class Machine:
         size = realm.hash_algo.digest_size
         return [m[:size] for m in realm.measurements]
 
-    def on_rmm_log(self, callback: Callable[[SmcCall], None] | None) -> None:
-        """Call ``callback`` with the RMM's log record of every SMC it handles: RMI commands
-        from the host, RSI and PSCI calls from realms (see :mod:`ccasim.rmm.log`)."""
+    def vcpu_console(self, rec: int) -> str:
+        """What the vCPU of the REC at ``rec`` printed on the model's debug console: why its
+        guest program stopped (a crash with the program's traceback, a program that returned,
+        an image that could not be started), one message per line. The realm's own output
+        goes through the devices the host emulates, not here."""
+        return "\n".join(self._vcpu(rec).console)
+
+    def vcpu_stop(self, rec: int) -> VcpuStop | None:
+        """Why the guest program of the REC at ``rec`` is not running, or None while it runs
+        (or has not started): see :class:`~ccasim.hw.vcpu.VcpuStop` (``reason``, ``message``,
+        the program's ``file`` and ``line``, ``traceback``). PSCI_CPU_ON starts a new program
+        and clears it; the console keeps the history."""
+        return self._vcpu(rec).stop
+
+    def _vcpu(self, rec: int):
+        found = self._rmm.recs.get(rec)
+        if found is None:
+            raise ValueError(f"no REC is at {rec:#x}")
+        return found.vcpu
+
+    def on_rmm_log(self, callback: Callable[[LogRecord], None] | None) -> None:
+        """Call ``callback`` with the RMM's log record of every SMC it handles (RMI commands
+        from the host, RSI and PSCI calls from realms: :class:`~ccasim.rmm.log.SmcCall`) and
+        of every guest program that stops (:class:`~ccasim.rmm.log.VcpuEvent`); see
+        :mod:`ccasim.rmm.log`."""
         self._rmm.log = callback
 
     @property

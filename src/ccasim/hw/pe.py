@@ -11,22 +11,22 @@ RMM provides on entry, as hardware sees the tables VTTBR_EL2 points to.
 
 from __future__ import annotations
 
+import difflib
 import enum
-import traceback
-from collections.abc import Generator
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 from ccasim.guest import actions as act
 from ccasim.guest.cpu import GuestCpu
 from ccasim.guest.exceptions import SynchronousExternalAbort
 from ccasim.guest.image import HEADER, ImageError, decode_image, header_length
-from ccasim.guest.registry import lookup
+from ccasim.guest.registry import lookup, programs
 from ccasim.hw.bus import MemorySystem
 from ccasim.hw.counter import SystemCounter
 from ccasim.hw.faults import MemoryFault
 from ccasim.hw.gpt import Pas
 from ccasim.hw.memory import GRANULE_MASK, GRANULE_SIZE
+from ccasim.hw.vcpu import StopReason, Vcpu, VcpuStop
 from ccasim.psci import PsciFid
 
 # ICH_LR<n>_EL2 fields (GICv3)
@@ -80,38 +80,6 @@ class Trap:
     timer: bool = False
 
 
-@dataclass
-class Vcpu:
-    """The PE state of a REC that the RMM saves and restores (registers, GIC, timer, and the
-    guest program's position)."""
-
-    pc: int
-    gprs: list[int]
-    mpidr: int
-    program: Generator[Any, Any, Any] | None = None
-    pending: act.Action | None = None
-    resume: tuple[str, Any] | None = None
-    crashed: str | None = None
-    wedged: str | None = None
-    gicv3_lrs: list[int] = field(default_factory=lambda: [0] * 16)
-    gicv3_hcr: int = 0
-    gicv3_vmcr: int = 0
-    gicv3_misr: int = 0
-    cntv_ctl: int = 0
-    cntv_cval: int = 0
-    cntp_ctl: int = 0
-    cntp_cval: int = 0
-    timer_masked: bool = False
-    console: list[str] = field(default_factory=list)
-
-    def reset(self, pc: int, x0: int) -> None:
-        """Reset for PSCI_CPU_ON: a fresh program found at ``pc`` with X0 = ``x0``."""
-        self.pc = pc
-        self.gprs = [x0] + [0] * 31
-        self.program = self.pending = self.resume = None
-        self.crashed = self.wedged = None
-
-
 class Pe:
     """A PE of the machine executing realm code."""
 
@@ -130,13 +98,13 @@ class Pe:
         trap_wfe: bool = False,
     ) -> Trap:
         """Run ``vcpu`` until it takes an exception to R-EL2; return that exception."""
-        if vcpu.wedged is not None:
+        if vcpu.spinning:
             return self._spin(vcpu)
         if vcpu.program is None:
             trap = self._start(vcpu, stage2)
             if trap is not None:
                 return trap
-            if vcpu.wedged is not None:
+            if vcpu.spinning:
                 return self._spin(vcpu)
         for _ in range(self.time_slice):
             action = vcpu.pending
@@ -173,12 +141,11 @@ class Pe:
             name, params = decode_image(data)
             fn = lookup(name)
             if fn is None:
-                raise ImageError(f"no guest program named {name!r} is registered")
+                raise ImageError(f"no guest program named {name!r} is registered{_hint(name)}")
             cpu = GuestCpu(vcpu.mpidr, tuple(vcpu.gprs[:8]), pc)
             vcpu.program = fn(cpu, **params)
         except (ImageError, SynchronousExternalAbort, TypeError) as e:
-            vcpu.wedged = f"no runnable image at PC {pc:#x}: {e}"
-            vcpu.console.append(vcpu.wedged)
+            vcpu.stopped(VcpuStop(StopReason.NO_PROGRAM, f"at PC {pc:#x}: {e}"))
         return None
 
     def _fetch(self, stage2: Stage2, ipa: int, size: int) -> bytes | Trap:
@@ -213,18 +180,15 @@ class Pe:
                 action = program.send(resume[1])
         except StopIteration:
             # A program that returns ends its vCPU as PSCI_CPU_OFF would.
-            vcpu.program = None
+            vcpu.stopped(VcpuStop(StopReason.RETURNED, "the vCPU turns off (PSCI_CPU_OFF)"))
             return self._smc(vcpu, act.Smc(PsciFid.CPU_OFF))
-        except Exception:
+        except Exception as e:
             # A guest crash: the realm's software panics and resets the system.
-            vcpu.program = None
-            vcpu.crashed = traceback.format_exc(limit=-3)
-            vcpu.console.append(f"guest program crashed:\n{vcpu.crashed}")
+            vcpu.stopped(VcpuStop.crash(e, __file__))
             return self._smc(vcpu, act.Smc(PsciFid.SYSTEM_RESET))
         if not isinstance(action, act.Action):
-            vcpu.program = None
-            vcpu.crashed = f"guest program yielded {action!r}, not an action"
-            vcpu.console.append(vcpu.crashed)
+            message = f"yielded {action!r}, which is not a guest action"
+            vcpu.stopped(VcpuStop.at_yield(StopReason.CRASHED, message, program))
             return self._smc(vcpu, act.Smc(PsciFid.SYSTEM_RESET))
         return action
 
@@ -364,3 +328,9 @@ class Pe:
         if ctl & CNT_CTL_ENABLE and self.counter.value >= vcpu.cntv_cval:
             ctl |= CNT_CTL_ISTATUS
         return ctl
+
+
+def _hint(name: str) -> str:
+    """ " (did you mean 'x'?)" for a program name close to a registered one."""
+    close = difflib.get_close_matches(name, programs(), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

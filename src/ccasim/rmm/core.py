@@ -11,7 +11,7 @@ from ccasim.rmi.fid import SMCCC_NOT_SUPPORTED
 from ccasim.rmi.status import Status, return_code
 from ccasim.rmm.errors import CommandFailure
 from ccasim.rmm.features import RmmFeatures
-from ccasim.rmm.log import SmcCall
+from ccasim.rmm.log import LogRecord, SmcCall
 from ccasim.rmm.realm import Realm
 from ccasim.rmm.rec import Rec
 from ccasim.rmm.s2tt import TABLE, Rtte, Walk, level_shift
@@ -49,7 +49,7 @@ class Rmm:
         self.recs: dict[int, Rec] = {}
         self.rtts: dict[int, list[Rtte]] = {}
         self.vmids: set[int] = set()
-        self.log: Callable[[SmcCall], None] | None = None
+        self.log: Callable[[LogRecord], None] | None = None
         self.note: str | None = None  # what the running command adds to its log record
         self._delegable = memory.platform.is_delegable
         from ccasim.rmm.rmi import COMMANDS  # the handlers import this module

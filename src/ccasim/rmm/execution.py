@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from ccasim.guest.exceptions import SynchronousExternalAbort, UndefinedInstruction
 from ccasim.hw.memory import GRANULE_MASK
 from ccasim.hw.pe import Trap, TrapKind
+from ccasim.hw.vcpu import StopReason, VcpuStop
 from ccasim.psci import PSCI_FID_RANGES
 from ccasim.rmi.fid import SMCCC_NOT_SUPPORTED
 from ccasim.rmi.structs import REC_RUN_EXIT_OFFSET, RecEnter, RecExit
@@ -23,7 +24,7 @@ from ccasim.rmi.types import (
 from ccasim.rmm import exits
 from ccasim.rmm.exits import RecExitInfo
 from ccasim.rmm.gic import ICH_HCR_HOST_BITS
-from ccasim.rmm.log import SmcCall
+from ccasim.rmm.log import SmcCall, VcpuEvent
 from ccasim.rmm.realm import Realm
 from ccasim.rmm.rec import LastExit, Rec
 from ccasim.rmm.s2tt import ASSIGNED_NS, DESTROYED, EMPTY, RAM, RTT_PAGE_LEVEL, UNASSIGNED
@@ -52,6 +53,15 @@ class RealmCall:
     def args(self) -> list[int]:
         """X1..X10 as the realm passed them."""
         return self.rec.gprs[1:11]
+
+    def log_stop(self) -> None:
+        """Record in the log why the REC's program stopped, once per stop."""
+        rec = self.rec
+        stop = rec.vcpu.stop
+        if stop is not None and stop is not rec.logged_stop:
+            rec.logged_stop = stop
+            if self.rmm.log is not None:
+                self.rmm.log(VcpuEvent(rec.addr, str(stop)))
 
     def log(
         self,
@@ -142,6 +152,7 @@ def run_loop(rmm: Rmm, rec: Rec, realm: Realm, enter: RecEnter) -> RecExitInfo:
     call = RealmCall(rmm, realm, rec)
     for _ in range(rmm.pe.time_slice):
         trap = rmm.pe.run(rec.vcpu, stage2, trap_wfi, trap_wfe)
+        call.log_stop()
         info = handle_trap(call, trap)
         if info is not None:
             return info
@@ -226,8 +237,9 @@ def handle_instruction_abort(call: RealmCall, trap: Trap) -> RecExitInfo | None:
             rec.last_exit, rec.last_trap = LastExit.OTHER, trap
             return exits.instruction_abort(ipa, walk.level)
     # An SEA (RIPAS EMPTY, Unprotected IPA, outside the IPA space) with nothing to run
-    rec.vcpu.wedged = f"instruction abort at IPA {ipa:#x}: no image the realm can execute"
-    rec.vcpu.console.append(rec.vcpu.wedged)
+    why = f"at PC {rec.vcpu.pc:#x}: instruction abort at IPA {ipa:#x} (an SEA: not executable)"
+    rec.vcpu.stopped(VcpuStop(StopReason.NO_PROGRAM, why))
+    call.log_stop()
     return None
 
 

@@ -5,6 +5,11 @@ failing command and, for RMI_REC_ENTER, why the REC exited::
 
     SMC_RMI_DATA_CREATE            88000000 88007000 1000 88006000 1 > RMI_SUCCESS
     SMC_RSI_IPA_STATE_SET          80000000 80001001 1 0 > RSI_ERROR_INPUT  (top_align)
+
+What no SMC shows, such as a guest program that crashed, is a :class:`VcpuEvent`, printed
+after a ``#`` that TF-RMM never prints::
+
+    # REC 88014000: program crashed: ValueError: ... (at hello.py:23)
 """
 
 from __future__ import annotations
@@ -73,3 +78,19 @@ class SmcCall:
         if self.note:
             text += f"  [{self.note}]"
         return text
+
+
+@dataclass(frozen=True, slots=True)
+class VcpuEvent:
+    """Why a REC's guest program stopped (``text``: see :class:`ccasim.hw.vcpu.VcpuStop`),
+    recorded when the RMM sees it: the model's debug output, not an SMC."""
+
+    rec: int
+    text: str
+
+    def __str__(self) -> str:
+        return f"# REC {self.rec:x}: {self.text}"
+
+
+#: What the RMM's log holds.
+LogRecord = SmcCall | VcpuEvent

@@ -5,7 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from ccasim.hw.pe import Trap, Vcpu
+from ccasim.hw.pe import Trap
+from ccasim.hw.vcpu import Vcpu, VcpuStop
 from ccasim.rmm.types import RecState, Ripas
 
 
@@ -59,6 +60,7 @@ class Rec:
     host_call_addr: int = 0
     last_exit: LastExit = LastExit.NONE
     last_trap: Trap | None = None
+    logged_stop: VcpuStop | None = None  # the vCPU stop the RMM's log last recorded
     sysregs: dict[str, int] = field(default_factory=dict)
 
     @property

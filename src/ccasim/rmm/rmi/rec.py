@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ccasim.hw.memory import GRANULE_MASK
-from ccasim.hw.pe import Vcpu
+from ccasim.hw.vcpu import Vcpu
 from ccasim.rmi.fid import FID
 from ccasim.rmi.status import Status
 from ccasim.rmi.structs import RecParams
