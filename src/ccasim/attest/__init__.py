@@ -11,7 +11,7 @@ from ccasim.attest.claims import (
     decode_platform_claims,
     decode_realm_claims,
 )
-from ccasim.attest.keys import KeyError_, load_public_key, rak_public_key
+from ccasim.attest.keys import KeyError_, dump_public_key, load_public_key, rak_public_key
 from ccasim.attest.token import CcaToken, Sign1, TokenError, decode_token
 from ccasim.attest.verify import Check, Report, verify_token
 
@@ -26,6 +26,7 @@ __all__ = [
     "decode_platform_claims",
     "decode_realm_claims",
     "decode_token",
+    "dump_public_key",
     "load_public_key",
     "rak_public_key",
     "verify_token",

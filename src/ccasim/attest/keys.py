@@ -12,6 +12,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ccasim import cose
+
 P256, P384, P521 = ec.SECP256R1(), ec.SECP384R1(), ec.SECP521R1()
 JWK_CURVES = {"P-256": P256, "P-384": P384, "P-521": P521}
 COSE_CURVES = {1: P256, 2: P384, 3: P521}
@@ -71,7 +73,7 @@ def load_public_key(data: bytes) -> ec.EllipticCurvePublicKey:
         if not isinstance(key, ec.EllipticCurvePublicKey):
             raise KeyError_("the PEM key is not an elliptic-curve key")
         return key
-    if stripped[:1] in (b"{", b"["):
+    if stripped[:1] in (b"{", b"[") and _is_text(stripped):
         try:
             obj = json.loads(stripped)
         except ValueError as e:
@@ -83,7 +85,16 @@ def load_public_key(data: bytes) -> ec.EllipticCurvePublicKey:
         if not isinstance(obj, Mapping):
             raise KeyError_("a JWK must be a JSON object")
         return from_jwk(obj)
-    return _cbor_cose_key(data, "not a PEM, JWK or COSE_Key")
+    return _cbor_cose_key(data, "not a PEM, JWK or COSE_Key (nor a CBOR map)")
+
+
+def _is_text(data: bytes) -> bool:
+    """UTF-8 without control characters other than white space: a JSON key, not CBOR."""
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        return False
+    return all(c.isprintable() or c in "\t\r\n" for c in text)
 
 
 def _cbor_cose_key(data: bytes, not_a_key: str) -> ec.EllipticCurvePublicKey:
@@ -106,3 +117,25 @@ def rak_public_key(claim: bytes) -> tuple[ec.EllipticCurvePublicKey, str]:
         except ValueError as e:
             raise KeyError_(f"the RAK point is not on {curve.name}: {e}") from None
     return _cbor_cose_key(claim, "the RAK is neither a COSE_Key nor a raw SEC1 point"), "COSE_Key"
+
+
+KEY_FORMATS = ("pem", "jwk", "cose")
+
+
+def dump_public_key(key: ec.EllipticCurvePublicKey, fmt: str = "pem") -> bytes:
+    """``key`` as a file :func:`load_public_key` reads: PEM (SubjectPublicKeyInfo), a JWK
+    (JSON) or a COSE_Key (CBOR)."""
+    if fmt == "pem":
+        return key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    if fmt == "cose":
+        return cose.cose_key(key)
+    if fmt == "jwk":
+        size = (key.curve.key_size + 7) // 8
+        numbers = key.public_numbers()
+        crv = next(name for name, curve in JWK_CURVES.items() if curve.name == key.curve.name)
+        b64 = lambda n: base64.urlsafe_b64encode(n.to_bytes(size, "big")).rstrip(b"=").decode()  # noqa: E731
+        jwk = {"kty": "EC", "crv": crv, "x": b64(numbers.x), "y": b64(numbers.y)}
+        return json.dumps(jwk, indent=2).encode() + b"\n"
+    raise ValueError(f"unknown key format {fmt!r}: {', '.join(KEY_FORMATS)}")

@@ -30,14 +30,20 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit status."""
     try:
         result = cli.main(args=argv, prog_name="ccasim", standalone_mode=False)
+        sys.stdout.flush()  # so that a write error surfaces here, not at exit
+    except BrokenPipeError:  # the reader went away (| head): stop quietly, as cat does
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE
     except click.ClickException as e:
         click.echo(f"ccasim: error: {e.format_message()}", err=True)
         return e.exit_code
     except click.Abort:
         click.echo("ccasim: aborted", err=True)
         return 1
-    except OSError as e:
-        click.echo(f"ccasim: error: {e.filename or ''}: {e.strerror or e}", err=True)
+    except OSError as e:  # a file click opened, or standard output (e.g. a full disk)
+        _silence_stdout()
+        where = e.filename or "standard output"
+        click.echo(f"ccasim: error: cannot write {where}: {e.strerror or e}", err=True)
         return 1
     except Exception as e:  # a bug in ccasim: still one line, unless asked for the traceback
         if os.environ.get("CCASIM_DEBUG"):
@@ -49,6 +55,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 70  # EX_SOFTWARE
     return result if isinstance(result, int) else 0
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null so that the interpreter's final flush of what
+    could not be written raises nothing more."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real file descriptor (e.g. captured in tests)
+        pass
 
 
 def entry_point() -> None:

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Mapping
 
 import cbor2
 import click
 
 from ccasim import attest
+from ccasim.attest import dump_public_key
 from ccasim.attest.claims import NAMES, SW_COMPONENT_FIELDS
+from ccasim.attest.keys import KEY_FORMATS
 from ccasim.attest.verify import ALG_NAMES
-from ccasim.cli.files import read_file
+from ccasim.cli.files import read_file, write_file
 from ccasim.cli.numbers import parse_hex_bytes
+from ccasim.el3.attestation import PlatformAttestation
 
 
 def hex_option(value: str | None, name: str) -> bytes | None:
@@ -139,3 +143,30 @@ def verify(
         click.echo(line)
     click.echo("token verified" if report.ok else "token NOT verified")
     return 0 if report.ok else 1
+
+
+@token.command()
+@click.option("-o", "--output", metavar="FILE", help="Write the key here (default: stdout).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(KEY_FORMATS),
+    default="pem",
+    show_default=True,
+    help="PEM (SubjectPublicKeyInfo), JWK or COSE_Key.",
+)
+def cpak(output: str | None, fmt: str) -> None:
+    """Write the public CPAK of ccasim's default platform.
+
+    The CCA platform attestation key signs the platform token of every token a realm on a
+    default ``ccasim.Machine()`` gets; give this file to `ccasim token verify --cpak`. (It is
+    a test key, derived from a published seed: it proves nothing about real hardware.)
+    """
+    key = dump_public_key(PlatformAttestation().cpak.public_key(), fmt)
+    if output is not None:
+        write_file(output, key, "key")
+        return
+    if fmt == "cose" and sys.stdout.isatty():
+        raise click.ClickException("a COSE_Key is binary: write it with -o FILE")
+    sys.stdout.flush()
+    sys.stdout.buffer.write(key)

@@ -98,7 +98,7 @@ def load_toml(path: str, text: str) -> Capabilities:
     values: dict[str, object] = {}
     for key, value in data.items():
         if key not in known:
-            raise CapabilityError(f"{path}: unknown key {key!r}")
+            raise CapabilityError(f"{path}: unknown key {key!r} (keys: {', '.join(known)})")
         expected = {"pmu": bool, "lpa2": bool, "hash_algo": str}.get(key, int)
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
             raise CapabilityError(f"{path}: {key} must be {expected.__name__}")
