@@ -102,6 +102,6 @@ def test_a_value_that_does_not_fit_is_named(misfit):
 
 
 def test_bytes_are_never_truncated():
-    with pytest.raises(ValueError, match="RealmParams.rpv holds at most 64 bytes, not 65"):
+    with pytest.raises(ValueError, match=r"RealmParams\.rpv holds at most 64 bytes, not 65"):
         RealmParams(rpv=bytes(65)).pack()
     assert RealmParams(rpv=b"\x01" * 3).pack()[0x400:0x440] == b"\x01" * 3 + bytes(61)
