@@ -12,14 +12,17 @@ from pathlib import Path
 import pytest
 
 import ccasim
-from ccasim import attest
+from ccasim import attest, guest
 from ccasim.cli import main
+from ccasim.guest import rsi
 from ccasim.measure import Capabilities
 from ccasim.measure.capabilities import load_toml
+from support import RAM_BASE, Host
 from test_attest import ccasim_token
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "host-caps.toml"
+SEEN: dict[str, bytes] = {}
 
 
 def run(capsys, *argv):
@@ -128,3 +131,34 @@ def test_machine_reads_of_a_negative_size_are_value_errors():
     m = ccasim.Machine()
     with pytest.raises(ValueError, match="ns_read of -1 bytes: a size is not negative"):
         m.ns_read(0x8000_0000, -1)
+
+
+@guest.program("usability.rem")
+def extend_then_attest(cpu, tag):
+    yield from rsi.measurement_extend(2, b"REM1 is RSI index 2")
+    SEEN[tag] = yield from rsi.attestation_token(b"\x02" * 64, RAM_BASE + 0x4000)
+
+
+def test_rems_are_numbered_rem0_to_rem3_everywhere(capsys, tmp_path):
+    """REMn is RSI measurement index n + 1, element n of the token's claim 44239 and of
+    Machine.realm_measurements()[1:], and the line REMn of `token show` and `measure`."""
+    host = Host()
+    launched = host.launch("usability.rem", tag="rem")
+    host.enter(launched.recs[0], launched.run)
+    measurements = host.m.realm_measurements(launched.rd)
+    rem1 = measurements[2]
+    assert rem1 != bytes(32) and measurements[1] == measurements[3] == bytes(32)
+    token = tmp_path / "token.cbor"
+    token.write_bytes(SEEN["rem"])
+    assert attest.decode_token(SEEN["rem"]).realm_claims[44239][1] == rem1
+    status, out, _ = run(capsys, "token", "show", token)
+    assert status == 0 and f"REM1 {rem1.hex()}" in out and "REM0 " + "00" * 32 in out
+    caps = ["--ipa-bits", 48, "--num-bps", 2, "--num-wps", 2, "--sve-vl", 0, "--pmu", "false"]
+    status, out, _ = run(capsys, "measure", *caps, "--hash-algo", "sha256", "custom")
+    assert [line.split(":")[0] for line in out.splitlines()] == [
+        "RIM",
+        "REM0",
+        "REM1",
+        "REM2",
+        "REM3",
+    ]

@@ -108,7 +108,9 @@ class Machine:
         return self.memory.gpt.pas(pa)
 
     def realm_measurements(self, rd: int) -> list[bytes]:
-        """[RIM, REM1..REM4] of the realm whose RD is at ``rd``, each the realm's hash length."""
+        """[RIM, REM0, REM1, REM2, REM3] of the realm whose RD is at ``rd``, each the realm's
+        hash length: item n is what RSI_MEASUREMENT_READ returns for index n (REMn is RSI
+        index n + 1, and element n of the token's extensible-measurements claim)."""
         realm = self._rmm.realms.get(rd)
         if realm is None:
             raise ValueError(f"no realm has its RD at {rd:#x}")

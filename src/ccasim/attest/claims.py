@@ -31,12 +31,15 @@ class Claim:
     mandatory: bool = True
 
 
+#: The realm's extensible measurements: REM0..REM3, which RSI indexes 1..4 (A7.2.3.1.6).
+CLAIM_REMS = 44239
+
 REALM_CLAIMS = [
     Claim(10, "challenge", bytes, (64,)),
     Claim(265, "profile", str, mandatory=False),
     Claim(44235, "personalization-value", bytes, (64,)),
     Claim(44238, "initial-measurement", bytes, (32, 48, 64)),
-    Claim(44239, "extensible-measurements", ARRAY),
+    Claim(CLAIM_REMS, "extensible-measurements", ARRAY),
     Claim(44236, "hash-algo-id", str),
     Claim(44237, "public-key", bytes),
     Claim(44240, "public-key-hash-algo-id", str),
@@ -120,7 +123,7 @@ def decode_realm_claims(data: bytes) -> dict:
     """A realm claim map, checked against A7.2.3.1 (raises ClaimsError)."""
     claims = _decode_map(data, "realm")
     _check(claims, REALM_CLAIMS, "realm")
-    rems = claims[44239]
+    rems = claims[CLAIM_REMS]
     if len(rems) != 4 or any(not isinstance(r, bytes) or len(r) not in (32, 48, 64) for r in rems):
         raise ClaimsError(
             "realm claim extensible-measurements must be 4 byte strings of 32, 48 or 64 bytes"

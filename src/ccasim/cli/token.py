@@ -12,7 +12,7 @@ import click
 
 from ccasim import attest
 from ccasim.attest import dump_public_key
-from ccasim.attest.claims import NAMES, SW_COMPONENT_FIELDS
+from ccasim.attest.claims import CLAIM_REMS, NAMES, SW_COMPONENT_FIELDS
 from ccasim.attest.keys import KEY_FORMATS
 from ccasim.attest.verify import ALG_NAMES
 from ccasim.cli.files import read_file, write_file
@@ -29,25 +29,30 @@ def hex_option(value: str | None, name: str) -> bytes | None:
         raise click.BadParameter(str(e), param_hint=name) from None
 
 
-def render(value: object, indent: str, names: Mapping[int, str] | None = None) -> list[str]:
-    """Claim values as an indented tree."""
+#: How the items of an array claim are labelled: the REMs as REM0..REM3 (RSI index 1..4).
+ITEM_LABELS = {CLAIM_REMS: "REM{}"}
+
+
+def render(
+    value: object, indent: str, names: Mapping[int, str] | None = None, item: str = "[{}]"
+) -> list[str]:
+    """Claim values as an indented tree; ``item`` labels the elements of an array."""
     if isinstance(value, bytes):
         return [value.hex() if value else "(empty)"]
     if isinstance(value, Mapping):
         lines = [""]
-        for key, item in value.items():
+        for key, sub_value in value.items():
             label = f"{names[key]} ({key})" if names and key in names else str(key)
-            sub = render(item, indent + "  ")
+            sub = render(sub_value, indent + "  ", item=ITEM_LABELS.get(key, "[{}]"))
             lines.append(f"{indent}{label}: {sub[0]}")
             lines.extend(sub[1:])
         return lines
     if isinstance(value, list | tuple):
         lines = [f"array of {len(value)}"]
-        for i, item in enumerate(value):
-            sub = render(
-                item, indent + "  ", SW_COMPONENT_FIELDS if isinstance(item, Mapping) else None
-            )
-            lines.append(f"{indent}[{i}] {sub[0]}")
+        for i, element in enumerate(value):
+            fields = SW_COMPONENT_FIELDS if isinstance(element, Mapping) else None
+            sub = render(element, indent + "  ", fields)
+            lines.append(f"{indent}{item.format(i)} {sub[0]}")
             lines.extend(sub[1:])
         return lines
     return [json.dumps(value) if isinstance(value, str) else str(value)]

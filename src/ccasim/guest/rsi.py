@@ -40,7 +40,8 @@ def version(requested: int = 0x1_0000) -> Call:
 
 
 def measurement_read(index: int) -> Call:
-    """RSI_MEASUREMENT_READ: the 64-byte measurement (zero padded)."""
+    """RSI_MEASUREMENT_READ: the 64-byte measurement (zero padded); ``index`` 0 is the RIM,
+    1..4 are REM0..REM3."""
     regs = yield Smc(RsiFid.MEASUREMENT_READ, index)
     if regs[0]:
         raise RsiError("RSI_MEASUREMENT_READ", regs[0])
@@ -48,7 +49,7 @@ def measurement_read(index: int) -> Call:
 
 
 def measurement_extend(index: int, value: bytes) -> Call:
-    """RSI_MEASUREMENT_EXTEND of REM ``index`` with up to 64 bytes."""
+    """RSI_MEASUREMENT_EXTEND with up to 64 bytes: ``index`` 1..4 extends REM0..REM3."""
     words = struct.unpack("<8Q", value.ljust(64, b"\0"))
     regs = yield Smc(RsiFid.MEASUREMENT_EXTEND, index, len(value), *words)
     if regs[0]:

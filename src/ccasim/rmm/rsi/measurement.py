@@ -15,7 +15,8 @@ _DOUBLEWORDS = struct.Struct("<8Q")
 
 @command(RsiFid.MEASUREMENT_READ, 1)
 def measurement_read(call: RealmCall, index: int) -> tuple[int, ...]:
-    """B5.3.8: the RIM (index 0) or a REM (1-4), as eight doublewords, zero padded."""
+    """B5.3.8: the RIM (index 0) or a REM (1-4: REM0..REM3), as eight doublewords, zero
+    padded."""
     if index > 4:
         raise CommandFailure("index_bound", RsiStatus.ERROR_INPUT)
     return (RsiStatus.SUCCESS, *_DOUBLEWORDS.unpack(call.realm.measurements[index]))
