@@ -54,7 +54,9 @@ def new_realm(m: ccasim.Machine, next_pa: int) -> tuple[int, int]:
     rtt_base, rd, params = next_pa, next_pa + GRANULE, DRAM1
     for pa in (rtt_base, rd):
         m.smc(FID.GRANULE_DELEGATE, pa)
-    p = RealmParams(s2sz=48, num_bps=1, num_wps=1, rtt_base=rtt_base, rtt_num_start=1)
+    p = RealmParams.from_counts(
+        breakpoints=2, watchpoints=2, s2sz=48, rtt_base=rtt_base, rtt_num_start=1
+    )
     m.ns_write(params, p.pack())
     assert m.smc(FID.REALM_CREATE, rd, params)[0] == 0
     return rd, next_pa + 2 * GRANULE

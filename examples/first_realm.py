@@ -27,7 +27,9 @@ rmi.version(0x10000).check()
 rmi.features(0).check()
 
 rd, rtt_base, params_page = delegated(), delegated(), next(free)
-params = RealmParams(s2sz=48, num_bps=1, num_wps=1, rtt_base=rtt_base, rtt_num_start=1, vmid=1)
+params = RealmParams.from_counts(
+    breakpoints=2, watchpoints=2, s2sz=48, rtt_base=rtt_base, rtt_num_start=1, vmid=1
+)
 rmi.realm_create(rd, params_page, params).check()
 print(f"RIM after REALM_CREATE     {m.realm_measurements(rd)[0].hex()}")
 

@@ -170,7 +170,7 @@ class RimCalculator:
                     raise CapabilityError(f"{a} and {b} overlap in guest memory")
 
     def compute(self) -> list[bytes]:
-        """[RIM, REM1..REM4] (64 bytes each) of the realm after activation."""
+        """[RIM, REM0..REM3] (64 bytes each) of the realm after activation."""
         image = self.image
         params = image.realm_params()
         algo = HASHES[image.caps.hash_algo or "sha256"]
@@ -189,7 +189,7 @@ class RimCalculator:
                 rim = measurement.rim_extend_data(algo, rim, ipa, 1, page)
                 granules += 1
             what = f"DATA_CREATE {blob.name} [{blob.first_granule:#x}, {blob.end:#x}): {granules}"
-            self.steps.append(Step(what + " granules", rim))
+            self.steps.append(Step(what + (" granule" if granules == 1 else " granules"), rim))
         rec = RecParams(flags=REC_RUNNABLE, pc=image.pc, gprs=[image.x0] + [0] * 7)
         rim = measurement.rim_extend_rec(algo, rim, rec)
         self.steps.append(Step(f"REC_CREATE pc={image.pc:#x} x0={image.x0:#x}", rim))
