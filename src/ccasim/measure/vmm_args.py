@@ -54,6 +54,15 @@ def read(path: str, what: str) -> bytes:
         raise CapabilityError(f"cannot read {what} {path}: {e.strerror}") from None
 
 
+def vmm_values(vmm: str, requested: Capabilities) -> Capabilities:
+    """What a VMM's options ask for must be possible at all (a count of PMU counters, a
+    vector length); within that, it can only lower what the host offers."""
+    try:
+        return requested.validate()
+    except CapabilityError as e:
+        raise CapabilityError(f"{vmm}: {e}") from None
+
+
 class Parser(argparse.ArgumentParser):
     """argparse that raises instead of printing usage and exiting, and that gives an option
     the value after it even when that value starts with '-' (``-m -512M``, ``-p -quiet``), as
@@ -209,12 +218,15 @@ def kvmtool(caps: Capabilities, argv: list[str], dtb: bytes | None) -> RealmImag
             f"kvmtool: -m {a.mem}: RAM up to {layout.KVMTOOL_RAM_BASE + ram:#x} needs a"
             f" {ipa_bits}-bit IPA space; the host offers {limit} bits"
         )
-    lowered = Capabilities(
-        ipa_bits=ipa_bits,
-        pmu=a.pmu,
-        pmu_num_ctrs=a.pmu_counters,
-        sve_vl=0 if a.disable_sve else a.sve_max_vl,
-        hash_algo=a.measurement_algo,
+    lowered = vmm_values(
+        "kvmtool",
+        Capabilities(
+            ipa_bits=ipa_bits,
+            pmu=a.pmu,
+            pmu_num_ctrs=a.pmu_counters,
+            sve_vl=0 if a.disable_sve else a.sve_max_vl,
+            hash_algo=a.measurement_algo,
+        ),
     )
     # kvmtool enables the PMU only with --pmu, and only where the host has one.
     pmu = a.pmu and caps.pmu is not False
@@ -410,7 +422,8 @@ def qemu(caps: Capabilities, argv: list[str], dtb: bytes | None) -> RealmImage:
                     )
                 sve_on.append(int(m.group(1)))
     if sve_on:
-        lowered = lowered.restrict(Capabilities(sve_vl=max(sve_on)).validate())
+        lowered = lowered.restrict(Capabilities(sve_vl=max(sve_on)))
+    vmm_values("qemu", lowered)
     caps = replace(caps.restrict(lowered), hash_algo=algo, pmu=pmu)
     if caps.ipa_bits is not None and caps.ipa_bits < layout.QEMU_IPA_BITS:
         raise CapabilityError(f"qemu: the virt machine needs {layout.QEMU_IPA_BITS} IPA bits")
