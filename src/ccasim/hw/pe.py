@@ -331,6 +331,6 @@ class Pe:
 
 
 def _hint(name: str) -> str:
-    """ " (did you mean 'x'?)" for a program name close to a registered one."""
+    """A did-you-mean hint for a program name close to a registered one, or ""."""
     close = difflib.get_close_matches(name, programs(), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
