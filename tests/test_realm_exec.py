@@ -11,8 +11,8 @@ import cbor2
 import pytest
 
 from ccasim import cose, guest
+from ccasim.arch.timer import CNT_CTL_ISTATUS
 from ccasim.guest import rsi
-from ccasim.hw.pe import CNT_CTL_ISTATUS
 from ccasim.psci import PsciFid, PsciReturn
 from ccasim.rmi import RecEnter, RecExitReason, Status
 from ccasim.rmi.types import (

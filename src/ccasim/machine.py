@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ccasim.arch.vmsa import GRANULE_MASK
 from ccasim.el3.attestation import PlatformAttestation
 from ccasim.el3.monitor import Monitor
 from ccasim.hw.bus import MemorySystem
@@ -101,7 +102,7 @@ class Machine:
 
     def granule_state(self, pa: int) -> str:
         """The RMM's state for the granule holding ``pa``: "UNDELEGATED", "DELEGATED", "RD"..."""
-        return self._rmm.granule_state(pa & ~0xFFF).value
+        return self._rmm.granule_state(pa & ~GRANULE_MASK).value
 
     def granule_pas(self, pa: int) -> Pas:
         """The GPT entry of the granule holding ``pa``."""

@@ -2,7 +2,7 @@
 
 import enum
 
-MASK64 = (1 << 64) - 1
+from ccasim.arch.registers import MASK64
 
 
 class PsciFid(enum.IntEnum):

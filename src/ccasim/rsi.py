@@ -10,6 +10,8 @@ import enum
 import struct
 from dataclasses import dataclass, field
 
+from ccasim.arch.vmsa import GRANULE_SIZE
+
 #: RSI 1.0 (B5.1), encoded as RsiInterfaceVersion (B5.4.4).
 RSI_VERSION_1_0 = 0x1_0000
 
@@ -68,7 +70,7 @@ class RealmConfig:
     hash_algo: int
     rpv: bytes = bytes(64)
 
-    SIZE = 4096
+    SIZE = GRANULE_SIZE
 
     def pack(self) -> bytes:
         buf = bytearray(self.SIZE)

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from ccasim.arch.vmsa import GRANULE_SIZE
 from ccasim.cli.files import read_file, write_file
 from ccasim.cli.numbers import ADDRESS, COUNT, REGISTER, parse_hex_bytes, parse_number
 from ccasim.measure import (
@@ -25,7 +26,6 @@ from ccasim.measure import (
 from ccasim.measure.capabilities import load_toml
 
 DIGEST_SIZE = {"sha256": 32, "sha512": 64}
-GRANULE = 4096
 CAPABILITY_OPTIONS = [f.name for f in fields(Capabilities)]
 
 
@@ -280,7 +280,7 @@ def _range(text: str, what: str) -> tuple[int, int]:
     if length == 0:
         raise click.BadParameter(f"{text!r}: the size is zero", param_hint=what)
     for name, value in (("base", start), ("size", length)):
-        if value % GRANULE:
+        if value % GRANULE_SIZE:
             raise click.BadParameter(
                 f"{text!r}: the {name} {value:#x} is not a multiple of 4 KiB (a granule)",
                 param_hint=what,

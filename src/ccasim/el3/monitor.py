@@ -9,29 +9,19 @@ from __future__ import annotations
 import operator
 from typing import TYPE_CHECKING
 
+from ccasim import smccc
+from ccasim.arch.registers import MASK64
 from ccasim.el3.attestation import PlatformAttestation
 from ccasim.hw.bus import MemorySystem
 from ccasim.hw.gpt import Pas
-from ccasim.rmi.fid import (
-    RMI_FID_FIRST,
-    RMI_FID_LAST,
-    SMCCC_NOT_SUPPORTED,
-    SMCCC_VERSION,
-)
-from ccasim.rmi.types import MASK64
+from ccasim.rmi.fid import RMI_FID_FIRST, RMI_FID_LAST
 
 if TYPE_CHECKING:
     from ccasim.rmm.core import Rmm
 
-#: SMCCC 1.2 passes arguments in X1..X17.
-MAX_SMC_ARGS = 17
-_MASKS = (MASK64,) * MAX_SMC_ARGS
+_MASKS = (MASK64,) * smccc.MAX_ARGS
 _and = operator.and_
-
-#: SMCCC 1.3: the version that lets callers mark SVE state as not live (B1.1).
-SMCCC_VERSION_1_3 = 0x1_0003
-#: SMCCC 1.3 FID bit 16: "SVE state need not be preserved" hint, ignored for dispatch.
-SMCCC_SVE_HINT = 1 << 16
+_FID_MASK = smccc.FID_MASK
 
 
 class Monitor:
@@ -50,15 +40,15 @@ class Monitor:
         Register values are taken modulo 2^64, as a 64-bit register holds them. An SMC FID
         is the low 32 bits of X0, without the SMCCC 1.3 SVE hint (bit 16).
         """
-        if len(args) > MAX_SMC_ARGS:
-            raise TypeError(f"an SMC has at most {MAX_SMC_ARGS} argument registers")
+        if len(args) > smccc.MAX_ARGS:
+            raise TypeError(f"an SMC has at most {smccc.MAX_ARGS} argument registers")
         args = tuple(map(_and, args, _MASKS))
-        fid = x0 & 0xFFFF_FFFF & ~SMCCC_SVE_HINT
+        fid = x0 & _FID_MASK
         if RMI_FID_FIRST <= fid <= RMI_FID_LAST and self.rmm is not None:
             return self.rmm.handle_rmi(fid, args)
-        if fid == SMCCC_VERSION:
-            return (SMCCC_VERSION_1_3, 0, 0, 0, 0)
-        return (SMCCC_NOT_SUPPORTED, 0, 0, 0, 0)
+        if fid == smccc.SMCCC_VERSION:  # 1.3 lets callers mark SVE state as not live (B1.1)
+            return (smccc.VERSION_1_3, 0, 0, 0, 0)
+        return (smccc.NOT_SUPPORTED, 0, 0, 0, 0)
 
     # -- RMM-EL3 interface: granule transition service -------------------------------------
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MASK64 = (1 << 64) - 1
+from ccasim.arch.registers import MASK64
+from ccasim.arch.vmsa import GRANULE_SIZE
 
 
 class Action:
@@ -41,7 +42,7 @@ class Hvc(Action):
         object.__setattr__(self, "args", tuple(a & MASK64 for a in args))
 
 
-ACCESS_SIZES = (1, 2, 4, 8, 4096)
+ACCESS_SIZES = (1, 2, 4, 8, GRANULE_SIZE)
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,11 @@ import struct
 from collections.abc import Generator
 from typing import Any
 
+from ccasim.arch.vmsa import GRANULE_SIZE
 from ccasim.guest.actions import Load, Smc, Store
 from ccasim.psci import PsciFid
 from ccasim.rsi import HostCall, RsiFid, RsiRipas, RsiStatus
 
-GRANULE = 4096
 Call = Generator[Any, Any, Any]
 
 
@@ -61,7 +61,7 @@ def realm_config(buffer: int) -> Call:
     regs = yield Smc(RsiFid.REALM_CONFIG, buffer)
     if regs[0]:
         raise RsiError("RSI_REALM_CONFIG", regs[0])
-    data = yield Load(buffer, GRANULE)
+    data = yield Load(buffer, GRANULE_SIZE)
     ipa_width, hash_algo = struct.unpack_from("<QB", data, 0)
     return ipa_width, hash_algo, data[0x200:0x240]
 
@@ -92,14 +92,14 @@ def host_call(addr: int, imm: int, *gprs: int) -> Call:
     """RSI_HOST_CALL with the RsiHostCall at ``addr`` (256-byte aligned); evaluates to the
     X0..X30 the host returned."""
     data = HostCall(imm, list(gprs) + [0] * (31 - len(gprs)))
-    page = addr & ~(GRANULE - 1)
-    current = yield Load(page, GRANULE)
+    page = addr & ~(GRANULE_SIZE - 1)
+    current = yield Load(page, GRANULE_SIZE)
     offset = addr - page
     yield Store(page, current[:offset] + data.pack() + current[offset + HostCall.SIZE :])
     regs = yield Smc(RsiFid.HOST_CALL, addr)
     if regs[0]:
         raise RsiError("RSI_HOST_CALL", regs[0])
-    result = yield Load(page, GRANULE)
+    result = yield Load(page, GRANULE_SIZE)
     return HostCall.unpack(result[offset : offset + HostCall.SIZE]).gprs
 
 
@@ -116,17 +116,19 @@ def attestation_token(challenge: bytes, buffer: int, max_size: int = 0x10000) ->
     while granule < buffer + upper:
         offset = 0
         while True:
-            regs = yield Smc(RsiFid.ATTESTATION_TOKEN_CONTINUE, granule, offset, GRANULE - offset)
+            regs = yield Smc(
+                RsiFid.ATTESTATION_TOKEN_CONTINUE, granule, offset, GRANULE_SIZE - offset
+            )
             if regs[0] not in (RsiStatus.SUCCESS, RsiStatus.INCOMPLETE):
                 raise RsiError("RSI_ATTESTATION_TOKEN_CONTINUE", regs[0])
             offset += regs[1]
-            if regs[0] != RsiStatus.INCOMPLETE or offset >= GRANULE:
+            if regs[0] != RsiStatus.INCOMPLETE or offset >= GRANULE_SIZE:
                 break
-        data = yield Load(granule, GRANULE)
+        data = yield Load(granule, GRANULE_SIZE)
         token += data[:offset]
         if regs[0] == RsiStatus.SUCCESS:
             return bytes(token)
-        granule += GRANULE
+        granule += GRANULE_SIZE
     raise RsiError("RSI_ATTESTATION_TOKEN_CONTINUE", RsiStatus.INCOMPLETE)
 
 

@@ -6,6 +6,8 @@ architectural action a vCPU performs, and the host can advance it explicitly.
 
 from __future__ import annotations
 
+from ccasim.arch.registers import MASK64
+
 
 class SystemCounter:
     """CNTPCT: a 64-bit count that only moves forward."""
@@ -18,5 +20,5 @@ class SystemCounter:
     def advance(self, ticks: int) -> int:
         if ticks < 0:
             raise ValueError("the system counter never goes backwards")
-        self.value = (self.value + ticks) & ((1 << 64) - 1)
+        self.value = (self.value + ticks) & MASK64
         return self.value

@@ -9,9 +9,10 @@ applied here: that is the job of the requester's path through the memory system
 
 from __future__ import annotations
 
-GRANULE_SHIFT = 12
-GRANULE_SIZE = 1 << GRANULE_SHIFT
-GRANULE_MASK = GRANULE_SIZE - 1
+from ccasim.arch.vmsa import GRANULE_MASK, GRANULE_SHIFT, GRANULE_SIZE
+
+__all__ = ["GRANULE_MASK", "GRANULE_SHIFT", "GRANULE_SIZE", "ZERO_GRANULE", "PhysicalMemory"]
+
 ZERO_GRANULE = bytes(GRANULE_SIZE)
 
 

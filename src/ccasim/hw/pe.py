@@ -16,6 +16,19 @@ import enum
 from dataclasses import dataclass
 from typing import Protocol
 
+from ccasim.arch.gicv3 import (
+    HCR_EOICOUNT_MASK,
+    HCR_EOICOUNT_SHIFT,
+    LR_ACTIVE,
+    LR_PENDING,
+    LR_PRIORITY_SHIFT,
+    LR_STATE_SHIFT,
+    LR_VINTID_MASK,
+    SPURIOUS_INTID,
+)
+from ccasim.arch.registers import MASK64
+from ccasim.arch.timer import CNT_CTL_ENABLE, CNT_CTL_IMASK, CNT_CTL_ISTATUS
+from ccasim.arch.vmsa import GRANULE_MASK, GRANULE_SIZE, S2AP_READ, S2AP_WRITE
 from ccasim.guest import actions as act
 from ccasim.guest.cpu import GuestCpu
 from ccasim.guest.exceptions import SynchronousExternalAbort
@@ -25,27 +38,8 @@ from ccasim.hw.bus import MemorySystem
 from ccasim.hw.counter import SystemCounter
 from ccasim.hw.faults import MemoryFault
 from ccasim.hw.gpt import Pas
-from ccasim.hw.memory import GRANULE_MASK, GRANULE_SIZE
 from ccasim.hw.vcpu import StopReason, Vcpu, VcpuStop
 from ccasim.psci import PsciFid
-
-# ICH_LR<n>_EL2 fields (GICv3)
-LR_STATE_SHIFT = 62
-LR_PENDING = 0b01
-LR_ACTIVE = 0b10
-LR_PRIORITY_SHIFT = 48
-LR_VINTID_MASK = 0xFFFF_FFFF
-SPURIOUS_INTID = 1023
-ICH_HCR_EOICOUNT_SHIFT = 27
-
-# Stage 2 access permissions (S2AP, descriptor bits [7:6])
-S2AP_READ = 0b01 << 6
-S2AP_WRITE = 0b10 << 6
-
-# CNTV_CTL_EL0 bits
-CNT_CTL_ENABLE = 1 << 0
-CNT_CTL_IMASK = 1 << 1
-CNT_CTL_ISTATUS = 1 << 2
 
 
 class Stage2(Protocol):
@@ -249,7 +243,7 @@ class Pe:
             vcpu.resume = ("value", self.counter.value)
             return None
         if isinstance(action, act.SetTimer):
-            vcpu.cntv_cval = action.cval & ((1 << 64) - 1)
+            vcpu.cntv_cval = action.cval & MASK64
             vcpu.cntv_ctl = (CNT_CTL_ENABLE if action.enable else 0) | (
                 CNT_CTL_IMASK if action.mask else 0
             )
@@ -304,9 +298,9 @@ class Pe:
             if lr & LR_VINTID_MASK == intid and (lr >> LR_STATE_SHIFT) & LR_ACTIVE:
                 vcpu.gicv3_lrs[n] = lr & ~(LR_ACTIVE << LR_STATE_SHIFT)
                 return
-        count = (vcpu.gicv3_hcr >> ICH_HCR_EOICOUNT_SHIFT) & 0x1F
-        vcpu.gicv3_hcr = (vcpu.gicv3_hcr & ~(0x1F << ICH_HCR_EOICOUNT_SHIFT)) | (
-            ((count + 1) & 0x1F) << ICH_HCR_EOICOUNT_SHIFT
+        count = (vcpu.gicv3_hcr & HCR_EOICOUNT_MASK) >> HCR_EOICOUNT_SHIFT
+        vcpu.gicv3_hcr = (vcpu.gicv3_hcr & ~HCR_EOICOUNT_MASK) | (
+            ((count + 1) << HCR_EOICOUNT_SHIFT) & HCR_EOICOUNT_MASK
         )
 
     def timer_asserted(self, vcpu: Vcpu) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, fields, replace
 
+from ccasim.arch.registers import MASK64
 from ccasim.rmi.types import FeatureRegister0
 
 HASH_ALGOS = ("sha256", "sha512")
@@ -34,7 +35,7 @@ class Capabilities:
         """What an RMM offers, from the value RMI_FEATURES returned for index 0
         (RmiFeatureRegister0, B4.4.6: counts are encoded minus one, the SVE length as
         VL/128 - 1). The hash algorithm is left to the VMM."""
-        f = FeatureRegister0.decode(register0 & ((1 << 64) - 1))
+        f = FeatureRegister0.decode(register0 & MASK64)
         return cls(
             ipa_bits=f.s2sz,
             lpa2=bool(f.lpa2),

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import pairwise
 
+from ccasim.arch.vmsa import GRANULE_SIZE
 from ccasim.measure.capabilities import Capabilities, CapabilityError
 from ccasim.rmi.structs import RealmParams, RecParams
 from ccasim.rmi.types import REALM_FLAG_LPA2, REALM_FLAG_PMU, REC_RUNNABLE
@@ -13,7 +14,6 @@ from ccasim.rmm import measurement
 from ccasim.rmm.s2tt import level_size
 from ccasim.rmm.types import HashAlgorithm
 
-GRANULE = 4096
 LPA2_MIN_IPA_BITS = 49  # A5.2.1: 49 to 52 bits need FEAT_LPA2
 HASHES = {"sha256": HashAlgorithm.SHA_256, "sha512": HashAlgorithm.SHA_512}
 
@@ -45,15 +45,15 @@ class GuestSpan:
 
     @property
     def first_granule(self) -> int:
-        return self.ipa & ~(GRANULE - 1)
+        return self.ipa & ~(GRANULE_SIZE - 1)
 
     @property
     def end(self) -> int:
         """The end of the last granule touched."""
-        return (self.ipa + self.size + GRANULE - 1) & ~(GRANULE - 1)
+        return (self.ipa + self.size + GRANULE_SIZE - 1) & ~(GRANULE_SIZE - 1)
 
     def addresses(self) -> range:
-        return range(self.first_granule, self.end, GRANULE)
+        return range(self.first_granule, self.end, GRANULE_SIZE)
 
 
 @dataclass(frozen=True)
@@ -74,13 +74,13 @@ class Blob(GuestSpan):
         ipa, rest = self.first_granule, memoryview(self.data)
         head = self.ipa - ipa
         if head:
-            yield ipa, (bytes(head) + rest[: GRANULE - head]).ljust(GRANULE, b"\0")
-            ipa, rest = ipa + GRANULE, rest[GRANULE - head :]
-        while len(rest) >= GRANULE:
-            yield ipa, rest[:GRANULE]
-            ipa, rest = ipa + GRANULE, rest[GRANULE:]
+            yield ipa, (bytes(head) + rest[: GRANULE_SIZE - head]).ljust(GRANULE_SIZE, b"\0")
+            ipa, rest = ipa + GRANULE_SIZE, rest[GRANULE_SIZE - head :]
+        while len(rest) >= GRANULE_SIZE:
+            yield ipa, rest[:GRANULE_SIZE]
+            ipa, rest = ipa + GRANULE_SIZE, rest[GRANULE_SIZE:]
         if rest:
-            yield ipa, bytes(rest).ljust(GRANULE, b"\0")
+            yield ipa, bytes(rest).ljust(GRANULE_SIZE, b"\0")
 
 
 @dataclass(frozen=True)

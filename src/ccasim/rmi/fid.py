@@ -1,6 +1,10 @@
-"""Function identifiers of the RMI (B4.3) and the SMCCC values around them."""
+"""Function identifiers of the RMI (B4.3)."""
 
 import enum
+
+from ccasim.smccc import NOT_SUPPORTED as SMCCC_NOT_SUPPORTED
+
+__all__ = ["FID", "RMI_FID_FIRST", "RMI_FID_LAST", "SMCCC_NOT_SUPPORTED"]
 
 
 class FID(enum.IntEnum):
@@ -34,10 +38,3 @@ class FID(enum.IntEnum):
 #: The range of FIDs that SMCCC allocates to the RMI (Standard Secure Service calls 0x150-0x18F).
 RMI_FID_FIRST = 0xC400_0150
 RMI_FID_LAST = 0xC400_018F
-
-#: SMCCC_VERSION (Arm SMC Calling Convention, DEN0028) and the value an SMCCC 1.2 monitor returns.
-SMCCC_VERSION = 0x8000_0000
-SMCCC_VERSION_1_2 = 0x1_0002
-
-#: SMCCC NOT_SUPPORTED (-1), as the 64-bit value the caller sees in X0.
-SMCCC_NOT_SUPPORTED = (1 << 64) - 1

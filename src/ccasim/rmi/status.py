@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 
+from ccasim.smccc import NOT_SUPPORTED
+
 
 class Status(enum.IntEnum):
     """RmiStatusCode (B4.4.25)."""
@@ -29,7 +31,7 @@ def decode_return_code(x0: int) -> tuple[Status | int, int]:
 
 def describe_return_code(x0: int) -> str:
     """Render X0 as TF-RMM logs it, e.g. ``RMI_ERROR_RTT 2`` or ``RMI_SUCCESS``."""
-    if x0 == (1 << 64) - 1:
+    if x0 == NOT_SUPPORTED:
         return "SMCCC_NOT_SUPPORTED"
     status, index = decode_return_code(x0)
     name = f"RMI_{status.name}" if isinstance(status, Status) else f"status {status}"

@@ -12,6 +12,7 @@ import struct
 from dataclasses import dataclass
 from typing import ClassVar
 
+from ccasim.arch.vmsa import GRANULE_SIZE
 from ccasim.rmi.types import REALM_FLAG_SVE, HashAlgorithm
 
 
@@ -30,7 +31,7 @@ class AbiStruct:
     so packing or unpacking a structure is a single call.
     """
 
-    SIZE: ClassVar[int] = 4096
+    SIZE: ClassVar[int] = GRANULE_SIZE
     _codecs: ClassVar[dict[type, tuple[struct.Struct, list[tuple[str, int, bool]]]]] = {}
 
     @classmethod

@@ -6,7 +6,7 @@ import dataclasses
 import enum
 from dataclasses import dataclass, fields
 
-MASK64 = (1 << 64) - 1
+from ccasim.arch.registers import MASK64
 
 
 class Ripas(enum.IntEnum):

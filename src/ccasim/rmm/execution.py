@@ -6,12 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ccasim import smccc
+from ccasim.arch.gicv3 import HCR_EOICOUNT_MASK
+from ccasim.arch.registers import MASK64
+from ccasim.arch.vmsa import GRANULE_MASK
 from ccasim.guest.exceptions import SynchronousExternalAbort, UndefinedInstruction
-from ccasim.hw.memory import GRANULE_MASK
 from ccasim.hw.pe import Trap, TrapKind
 from ccasim.hw.vcpu import StopReason, VcpuStop
 from ccasim.psci import PSCI_FID_RANGES
-from ccasim.rmi.fid import SMCCC_NOT_SUPPORTED
 from ccasim.rmi.structs import REC_RUN_EXIT_OFFSET, RecEnter, RecExit
 from ccasim.rmi.types import (
     ENTER_EMUL_MMIO,
@@ -31,12 +33,11 @@ from ccasim.rmm.s2tt import ASSIGNED_NS, DESTROYED, EMPTY, RAM, RTT_PAGE_LEVEL, 
 from ccasim.rmm.stage2 import RealmStage2
 from ccasim.rmm.types import RecState
 from ccasim.rsi import RSI_FID_FIRST, RSI_FID_LAST, RsiStatus
+from ccasim.smccc import NOT_SUPPORTED as SMCCC_NOT_SUPPORTED
 
 if TYPE_CHECKING:
     from ccasim.rmm.core import Rmm
 
-SMC_FID_MASK = 0xFFFF_FFFF & ~(1 << 16)  # W0, without the SMCCC 1.3 SVE hint
-ICH_HCR_EOICOUNT = 0x1F << 27
 #: Outputs of an RSI or PSCI call occupy X0..; X0-X16 not written are zero (B1.2).
 RESULT_REGISTERS = 17
 
@@ -136,7 +137,7 @@ def complete_previous_exit(rmm: Rmm, rec: Rec, realm: Realm, enter: RecEnter) ->
 def set_result(rec: Rec, *outputs: int) -> None:
     """Write an RSI/PSCI command's outputs to X0.. (others up to X16 zero) and resume."""
     regs = rec.gprs
-    regs[: len(outputs)] = [v & ((1 << 64) - 1) for v in outputs]
+    regs[: len(outputs)] = [v & MASK64 for v in outputs]
     regs[len(outputs) : RESULT_REGISTERS] = [0] * (RESULT_REGISTERS - len(outputs))
     rec.vcpu.resume = ("regs", None)
 
@@ -182,7 +183,7 @@ def handle_smc(call: RealmCall) -> RecExitInfo | None:
     from ccasim.rmm.psci import handle_psci
     from ccasim.rmm.rsi import handle_rsi
 
-    fid = call.rec.gprs[0] & SMC_FID_MASK
+    fid = smccc.function_id(call.rec.gprs[0])
     if RSI_FID_FIRST <= fid <= RSI_FID_LAST:
         return handle_rsi(call, fid)
     if any(first <= fid <= last for first, last in PSCI_FID_RANGES):
@@ -258,7 +259,7 @@ def record_exit(rmm: Rmm, rec: Rec, info: RecExitInfo, run_ptr: int) -> None:
         far=info.far,
         hpfar=info.hpfar,
         gprs=gprs,
-        gicv3_hcr=vcpu.gicv3_hcr & (ICH_HCR_HOST_BITS | ICH_HCR_EOICOUNT),
+        gicv3_hcr=vcpu.gicv3_hcr & (ICH_HCR_HOST_BITS | HCR_EOICOUNT_MASK),
         gicv3_lrs=list(vcpu.gicv3_lrs),
         gicv3_misr=vcpu.gicv3_misr,
         gicv3_vmcr=vcpu.gicv3_vmcr,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ccasim.arch.vmsa import GRANULE_MASK
 from ccasim.rmi.types import RecExitReason
 
 # ESR_ELx exception classes
@@ -71,7 +72,7 @@ def data_abort(
     if emulatable:
         esr |= ISS_ISV | (size.bit_length() - 1) << ISS_SAS_SHIFT
         esr |= (ISS_SF if size == 8 else 0) | (ISS_WNR if write else 0)
-        far = ipa & 0xFFF
+        far = ipa & GRANULE_MASK
     elif unprotected:
         esr |= ESR_IL
     return RecExitInfo(RecExitReason.SYNC, esr=esr, far=far, hpfar=hpfar(ipa))

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from ccasim.hw.pe import LR_PRIORITY_SHIFT, LR_STATE_SHIFT
+from ccasim.arch.gicv3 import LR_EOI, LR_HW, LR_PRIORITY_SHIFT, LR_STATE_SHIFT, LR_VINTID_MASK
 
 # ICH_HCR_EL2 bits a host may set: UIE, LRENPIE, NPIE, VGrp0EIE, VGrp0DIE, VGrp1EIE,
 # VGrp1DIE (bits 1-7) and TDIR (bit 14). En and EOIcount are the RMM's.
 ICH_HCR_HOST_BITS = 0x40FE
 
-LR_HW = 1 << 61
-LR_EOI = 1 << 41
 LR_RESERVED_32_44 = ((1 << 13) - 1) << 32
 PRIORITY_BITS = 5  # ICH_VTR_EL2.PRIbits + 1 on the modelled CPU
 ID_BITS = 16  # ICH_VTR_EL2.IDbits == 0: 16-bit INTIDs
@@ -34,7 +32,7 @@ def gicv3_config_is_valid(hcr: int, lrs: list[int], num_lrs: int) -> bool:
     for lr in lrs[:num_lrs]:
         if lr >> LR_STATE_SHIFT == 0:
             continue
-        vintid = lr & 0xFFFF_FFFF
+        vintid = lr & LR_VINTID_MASK
         if (
             lr & LR_HW
             or lr & priority_res0

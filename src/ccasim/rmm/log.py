@@ -16,12 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ccasim.arch.registers import MASK64
 from ccasim.psci import PSCI_FID_RANGES, PsciFid
 from ccasim.rmi.fid import FID, RMI_FID_FIRST, RMI_FID_LAST
 from ccasim.rmi.status import describe_return_code
 from ccasim.rsi import RSI_FID_FIRST, RSI_FID_LAST, RsiFid, RsiStatus
-
-MASK64 = (1 << 64) - 1
 
 
 def interface_of(fid: int) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ccasim.arch.vmsa import GRANULE_SIZE
 from ccasim.rmm.measurement import MEASUREMENT_SIZE
 from ccasim.rmm.types import HashAlgorithm, RealmState
 
@@ -48,4 +49,4 @@ class Realm:
 
     def starting_rtts(self) -> list[int]:
         """PAs of the starting-level RTT granules."""
-        return [self.rtt_base + i * 4096 for i in range(self.rtt_num_start)]
+        return [self.rtt_base + i * GRANULE_SIZE for i in range(self.rtt_num_start)]

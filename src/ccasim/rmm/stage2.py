@@ -8,17 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ccasim.arch.vmsa import DESC_S2AP, GRANULE_MASK
 from ccasim.hw.gpt import Pas
-from ccasim.hw.memory import GRANULE_MASK
-from ccasim.hw.pe import S2AP_READ, S2AP_WRITE
 from ccasim.rmm import s2tt
 from ccasim.rmm.realm import Realm
 from ccasim.rmm.s2tt import ASSIGNED, ASSIGNED_NS, RAM, RTT_PAGE_LEVEL
 
 if TYPE_CHECKING:
     from ccasim.rmm.core import Rmm
-
-S2AP_RW = S2AP_READ | S2AP_WRITE
 
 
 class RealmStage2:
@@ -37,9 +34,9 @@ class RealmStage2:
         entry = walk.rtte
         offset = ipa & (s2tt.level_size(walk.level) - 1)
         if entry.state is ASSIGNED and entry.ripas is RAM:
-            return entry.addr + offset, Pas.REALM, S2AP_RW
+            return entry.addr + offset, Pas.REALM, DESC_S2AP
         if entry.state is ASSIGNED_NS:
-            return entry.addr + offset, Pas.NS, entry.attrs & S2AP_RW
+            return entry.addr + offset, Pas.NS, entry.attrs & DESC_S2AP
         return None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ccasim.arch.vmsa import GRANULE_MASK, PA_LIMIT_WITHOUT_LPA2
 from ccasim.rmi.fid import FID
 from ccasim.rmi.status import Status
 from ccasim.rmi.types import DATA_MEASURE_CONTENT
@@ -22,17 +23,15 @@ from ccasim.rmm.s2tt import (
 )
 from ccasim.rmm.types import GranuleState, RealmState
 
-LPA2_PA_LIMIT = 1 << 48
-
 
 def find_page_entry(rmm: Rmm, realm: Realm, data: int, ipa: int) -> Walk:
     """The shared tail of DATA_CREATE[_UNKNOWN]: ipa_align, ipa_bound, data_bound2, rtt_walk,
     rtte_state. Returns the walk to the UNASSIGNED level 3 entry for ``ipa``."""
-    if ipa & 0xFFF:
+    if ipa & GRANULE_MASK:
         raise CommandFailure("ipa_align")
     if not realm.is_protected(ipa):
         raise CommandFailure("ipa_bound")
-    if not realm.feat_lpa2 and data >= LPA2_PA_LIMIT:
+    if not realm.feat_lpa2 and data >= PA_LIMIT_WITHOUT_LPA2:
         raise CommandFailure("data_bound2")
     walk = rmm.rtt_walk(realm, ipa, RTT_PAGE_LEVEL)
     if walk.level < RTT_PAGE_LEVEL:
@@ -92,7 +91,7 @@ def data_destroy(rmm: Rmm, rd: int, ipa: int) -> tuple[int, ...]:
     still reports the next live IPA (the table in B4.3.3.1.3).
     """
     realm = rmm.find_realm(rd)
-    if ipa & 0xFFF:
+    if ipa & GRANULE_MASK:
         raise CommandFailure("ipa_align")
     if not realm.is_protected(ipa):
         raise CommandFailure("ipa_bound")

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from ccasim.hw.memory import GRANULE_MASK, GRANULE_SIZE
+from ccasim.arch.registers import MASK64, signed64
+from ccasim.arch.vmsa import (
+    DESC_HOST_ATTRS,
+    DESC_MEMATTR,
+    DESC_MEMATTR_SHIFT,
+    GRANULE_MASK,
+    GRANULE_SIZE,
+    MEMATTR_RESERVED,
+    PA_LIMIT_WITHOUT_LPA2,
+    decode_oa,
+    encode_oa,
+    oa_field_mask,
+)
 from ccasim.rmi.fid import FID
 from ccasim.rmi.status import Status
-from ccasim.rmi.types import MASK64
 from ccasim.rmi.types import Ripas as RmiRipas
 from ccasim.rmi.types import RttEntryState as RmiRttEntryState
 from ccasim.rmm import measurement, s2tt
@@ -26,19 +37,7 @@ from ccasim.rmm.s2tt import (
 )
 from ccasim.rmm.types import GranuleState, RealmState, RecState, Ripas
 
-LPA2_PA_LIMIT = 1 << 48
 MIN_BLOCK_LEVEL = 1
-
-# Stage 2 descriptor fields a host controls in an Unprotected mapping (A5.5.11):
-# MemAttr[2:0] at bits [4:2] and S2AP at bits [7:6].
-DESC_MEMATTR_SHIFT = 2
-DESC_MEMATTR = 0b111 << DESC_MEMATTR_SHIFT
-DESC_S2AP = 0b11 << 6
-DESC_HOST_ATTRS = DESC_MEMATTR | DESC_S2AP
-# With FEAT_S2FWB, MemAttr 0b100 is reserved.
-MEMATTR_RESERVED = 0b100
-# With LPA2 (VTCR_EL2.DS == 1) a descriptor holds OA[51:50] in bits [9:8].
-DESC_OA_HI_SHIFT = 8
 
 RMI_RIPAS = {
     Ripas.EMPTY: RmiRipas.EMPTY,
@@ -47,35 +46,13 @@ RMI_RIPAS = {
 }
 
 
-def to_level(value: int) -> int:
-    """An Int64 level argument (B4.4, X registers hold two's complement)."""
-    return value - (1 << 64) if value >> 63 else value
-
-
-def encode_oa(addr: int, lpa2: bool) -> int:
-    """The output address field of a stage 2 descriptor (VMSAv8-64; LPA2 moves OA[51:50])."""
-    if lpa2:
-        return (addr & ((1 << 50) - 1)) | ((addr >> 50) & 0b11) << DESC_OA_HI_SHIFT
-    return addr
-
-
-def decode_oa(desc: int, lpa2: bool) -> int:
-    """The output address field of a stage 2 block or page descriptor (bits [47:12], or
-    [49:12] and [9:8] with LPA2)."""
-    low = desc & ((1 << (50 if lpa2 else 48)) - 1) & ~0xFFF
-    return low | ((desc >> DESC_OA_HI_SHIFT) & 0b11) << 50 if lpa2 else low
-
-
 def desc_is_valid_for_unprotected(desc: int, lpa2: bool) -> bool:
     """RttDescriptorIsValidForUnprotected (B3.56): only host-controlled fields, validly set.
 
     Allowed: the output address, MemAttr[2:0] and S2AP. Everything else, including the valid
     and AF bits, must be zero; MemAttr 0b100 is reserved under FEAT_S2FWB.
     """
-    oa_mask = ((1 << (50 if lpa2 else 48)) - 1) & ~0xFFF
-    if lpa2:
-        oa_mask |= 0b11 << DESC_OA_HI_SHIFT
-    if desc & ~(oa_mask | DESC_HOST_ATTRS):
+    if desc & ~(oa_field_mask(lpa2) | DESC_HOST_ATTRS):
         return False
     return (desc & DESC_MEMATTR) >> DESC_MEMATTR_SHIFT != MEMATTR_RESERVED
 
@@ -110,11 +87,11 @@ def rtt_create(rmm: Rmm, rd: int, rtt: int, ipa: int, level: int) -> tuple[int, 
 
     [rd_bound, rd_state] and [level_bound, ipa_bound] precede [rtt_walk, rtte_state].
     """
-    level = to_level(level)
+    level = signed64(level)  # an Int64 argument (B4.4)
     realm = rmm.find_realm(rd)
     check_structure_args(realm, ipa, level)
     rmm.expect_granule(rtt, GranuleState.DELEGATED, "rtt")
-    if not realm.feat_lpa2 and rtt >= LPA2_PA_LIMIT:
+    if not realm.feat_lpa2 and rtt >= PA_LIMIT_WITHOUT_LPA2:
         raise CommandFailure("rtt_bound2")
     walk = rmm.rtt_walk(realm, ipa, level - 1)
     if walk.level < level - 1:
@@ -135,7 +112,7 @@ def rtt_destroy(rmm: Rmm, rd: int, ipa: int, level: int) -> tuple[int, ...]:
     The parent entry becomes UNASSIGNED with RIPAS DESTROYED (A5.5.9), or UNASSIGNED_NS at an
     Unprotected IPA.
     """
-    level = to_level(level)
+    level = signed64(level)  # an Int64 argument (B4.4)
     realm = rmm.find_realm(rd)
     check_structure_args(realm, ipa, level)
     walk = rmm.rtt_walk(realm, ipa, level - 1)
@@ -162,7 +139,7 @@ def rtt_destroy(rmm: Rmm, rd: int, ipa: int, level: int) -> tuple[int, ...]:
 @command(FID.RTT_FOLD, 3)
 def rtt_fold(rmm: Rmm, rd: int, ipa: int, level: int) -> tuple[int, ...]:
     """B4.3.17: destroy a homogeneous RTT, moving its contents into the parent (A5.5.6)."""
-    level = to_level(level)
+    level = signed64(level)  # an Int64 argument (B4.4)
     realm = rmm.find_realm(rd)
     check_structure_args(realm, ipa, level)
     walk = rmm.rtt_walk(realm, ipa, level - 1)
@@ -187,7 +164,7 @@ def rtt_read_entry(rmm: Rmm, rd: int, ipa: int, level: int) -> tuple[int, ...]:
 
     TABLE and Unprotected entries report RIPAS EMPTY, as the reference RMM does.
     """
-    level = to_level(level)
+    level = signed64(level)  # an Int64 argument (B4.4)
     realm = rmm.find_realm(rd)
     if not realm.rtt_level_start <= level <= RTT_PAGE_LEVEL:
         raise CommandFailure("level_bound")
@@ -215,7 +192,7 @@ def rtt_read_entry(rmm: Rmm, rd: int, ipa: int, level: int) -> tuple[int, ...]:
 @command(FID.RTT_MAP_UNPROTECTED, 4)
 def rtt_map_unprotected(rmm: Rmm, rd: int, ipa: int, level: int, desc: int) -> tuple[int, ...]:
     """B4.3.19: map the NS granule (or block) that ``desc`` names at Unprotected ``ipa``."""
-    level = to_level(level)
+    level = signed64(level)  # an Int64 argument (B4.4)
     realm = rmm.find_realm(rd)
     if not max(realm.rtt_level_start, MIN_BLOCK_LEVEL) <= level <= RTT_PAGE_LEVEL:
         raise CommandFailure("level_bound")
@@ -241,7 +218,7 @@ def rtt_map_unprotected(rmm: Rmm, rd: int, ipa: int, level: int, desc: int) -> t
 @command(FID.RTT_UNMAP_UNPROTECTED, 3)
 def rtt_unmap_unprotected(rmm: Rmm, rd: int, ipa: int, level: int) -> tuple[int, ...]:
     """B4.3.22: remove the mapping at Unprotected ``ipa``; X1 = top (next live IPA)."""
-    level = to_level(level)
+    level = signed64(level)  # an Int64 argument (B4.4)
     realm = rmm.find_realm(rd)
     check_unprotected_args(realm, ipa, level)
     walk = rmm.rtt_walk(realm, ipa, level)

@@ -13,13 +13,12 @@ from ccasim.rmm.errors import CommandFailure
 from ccasim.rmm.execution import RealmCall, set_result
 from ccasim.rmm.exits import RecExitInfo
 from ccasim.rsi import RsiFid
+from ccasim.smccc import NOT_SUPPORTED as SMCCC_NOT_SUPPORTED
 
 RsiHandler = Callable[..., "tuple[int, ...] | RecExitInfo"]
 
 #: FID -> (handler, number of input registers after X0)
 COMMANDS: dict[int, tuple[RsiHandler, int]] = {}
-
-SMCCC_NOT_SUPPORTED = (1 << 64) - 1
 
 
 def command(fid: RsiFid, nargs: int):

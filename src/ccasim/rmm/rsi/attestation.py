@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import struct
 
-from ccasim.hw.memory import GRANULE_MASK, GRANULE_SIZE
+from ccasim.arch.registers import MASK64
+from ccasim.arch.vmsa import GRANULE_MASK, GRANULE_SIZE
 from ccasim.rmm.errors import CommandFailure
 from ccasim.rmm.execution import RealmCall
 from ccasim.rmm.exits import RecExitInfo
@@ -12,8 +13,6 @@ from ccasim.rmm.rsi import command
 from ccasim.rmm.rsi.realm_memory import access_granule
 from ccasim.rmm.token import cca_token
 from ccasim.rsi import RsiFid, RsiStatus
-
-MASK64 = (1 << 64) - 1
 
 
 @command(RsiFid.ATTESTATION_TOKEN_INIT, 8)
