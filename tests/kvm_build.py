@@ -13,19 +13,10 @@ RMI_REC_CREATE per vCPU, only the boot vCPU runnable; unmeasured pages; RMI_REAL
 from __future__ import annotations
 
 from ccasim.measure import RealmImage
-from ccasim.measure.realm import rtt_start_level
-from ccasim.rmi import Status
-from ccasim.rmm import s2tt
+from ccasim.rmi import Status, levels
 from support import GRANULE, Host, RealmHandle
 
 DATA_MEASURE = 1
-
-
-def num_root_rtts(ipa_bits: int) -> int:
-    """Concatenated starting-level RTTs (KVM: 1 << (ia_bits - sl_bits))."""
-    level = rtt_start_level(ipa_bits)
-    sl_bits = (4 - level) * 9 + 12
-    return 1 << (ipa_bits - sl_bits) if ipa_bits > sl_bits else 1
 
 
 class KvmRealm:
@@ -36,9 +27,9 @@ class KvmRealm:
         self.rmi = host.rmi
         self.image = image
         params = image.realm_params()
-        self.start_level = rtt_start_level(params.s2sz)
+        self.start_level = levels.start_level(params.s2sz)
         params.rtt_level_start = self.start_level
-        params.rtt_num_start = num_root_rtts(params.s2sz)
+        params.rtt_num_start = levels.start_level_rtts(params.s2sz)
         params.vmid = vmid
         # The root RTTs are physically contiguous and aligned to their total size.
         size = params.rtt_num_start * GRANULE
@@ -48,20 +39,9 @@ class KvmRealm:
         self.rd = self.realm.rd
         self.rmi.realm_create(self.rd, self.realm.params_ptr, params).check()
 
-    def find_map_level(self, start: int, end: int) -> int:
-        """The shallowest level (not above the start level) whose entry at ``start`` is
-        aligned and fits below ``end``."""
-        level = 3
-        while level > self.start_level:
-            size = s2tt.level_size(level - 1)
-            if start % size or start + size > end:
-                break
-            level -= 1
-        return level
-
     def create_rtt_levels(self, ipa: int, from_level: int, to_level: int) -> None:
         for level in range(from_level + 1, to_level + 1):
-            base = ipa & ~(s2tt.level_size(level - 1) - 1)
+            base = ipa & ~(levels.level_size(level - 1) - 1)
             self.rmi.rtt_create(self.rd, self.host.delegated(), base, level).check()
 
     def init_ripas(self, base: int, top: int) -> None:
@@ -69,7 +49,7 @@ class KvmRealm:
         while ipa < top:
             result = self.rmi.rtt_init_ripas(self.rd, ipa, top)
             if result.status == Status.ERROR_RTT:
-                level = self.find_map_level(ipa, top)
+                level = levels.block_level(ipa, top, self.start_level)
                 assert result.index < level, (hex(ipa), result.index, level)
                 self.create_rtt_levels(ipa, result.index, level)
                 continue

@@ -12,9 +12,18 @@ import dataclasses
 from dataclasses import dataclass
 
 import ccasim
-from ccasim.rmi import FID, RealmParams, RecEnter, RecExit, RecParams, Rmi, RmiResult, Status
+from ccasim.rmi import (
+    FID,
+    RealmParams,
+    RecEnter,
+    RecExit,
+    RecParams,
+    Rmi,
+    RmiResult,
+    Status,
+    levels,
+)
 from ccasim.rmi.types import RecMpidr
-from ccasim.rmm import s2tt
 from ccasim.rmm.log import SmcCall
 
 #: (fid, condition) of every failure any test machine reported: the suite's spec coverage.
@@ -120,7 +129,7 @@ class Host:
         """Create the RTTs that map ``ipa`` down to ``level`` (skipping existing ones)."""
         created = []
         for lvl in range(realm.level_start + 1, level + 1):
-            base = ipa & ~((1 << s2tt.level_shift(lvl - 1)) - 1)
+            base = ipa & ~((1 << levels.level_shift(lvl - 1)) - 1)
             entry = self.rmi.rtt_read_entry(realm.rd, base, lvl - 1).check()
             if entry[1] == lvl - 1 and entry[2] == 2:  # already a TABLE
                 continue

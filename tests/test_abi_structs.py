@@ -12,10 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ccasim.measure import Capabilities, RealmImage, RimCalculator
-from ccasim.rmi import RealmParams, RecEnter, RecExit, RecParams
-from ccasim.rmi.types import REALM_FLAG_SVE
-from ccasim.rmm import measurement
-from ccasim.rmm.types import HashAlgorithm
+from ccasim.rmi import RealmParams, RecEnter, RecExit, RecParams, measurement
+from ccasim.rmi.types import REALM_FLAG_SVE, HashAlgorithm
 
 STRUCTS = (RealmParams, RecParams, RecEnter, RecExit)
 counts = st.integers(2, 64)

@@ -34,8 +34,7 @@ from ccasim.measure import (
     vmm_args,
 )
 from ccasim.measure.capabilities import load_toml
-from ccasim.measure.realm import ripas_blocks, rtt_start_level
-from ccasim.rmm import s2tt
+from ccasim.rmi import levels
 from ccasim.rmm.features import RmmFeatures
 from ccasim.vmm import fdt
 from kvm_build import KvmRealm
@@ -120,7 +119,7 @@ def test_sha512_realm_create_known_answer():
     [(32, 2), (33, 2), (34, 2), (35, 1), (39, 1), (40, 1), (43, 1), (44, 0), (48, 0)],
 )
 def test_rtt_start_level_follows_kvm(ipa_bits, level):
-    assert rtt_start_level(ipa_bits) == level
+    assert levels.start_level(ipa_bits) == level
 
 
 @pytest.mark.parametrize(
@@ -135,7 +134,8 @@ def test_rtt_start_level_follows_kvm(ipa_bits, level):
     ],
 )
 def test_ripas_blocks(base, top, ipa_bits, sizes):
-    assert [t - b for b, t in ripas_blocks(base, top, ipa_bits)] == sizes
+    blocks = levels.blocks(base, top, levels.start_level(ipa_bits))
+    assert [t - b for b, t in blocks] == sizes
 
 
 @given(
@@ -147,9 +147,9 @@ def test_ripas_blocks_are_maximal_rtt_entries(ipa_bits, base, pages):
     """Each block is one RTT entry at a level KVM uses, aligned, tiling the range, and the
     next level up would not have been aligned or fitted (the greedy choice)."""
     top = base + pages * 4096
-    blocks = ripas_blocks(base, top, ipa_bits)
+    blocks = levels.blocks(base, top, levels.start_level(ipa_bits))
     assert blocks[0][0] == base and blocks[-1][1] == top
-    allowed = [s2tt.level_size(lv) for lv in range(rtt_start_level(ipa_bits), 4)]
+    allowed = [levels.level_size(lv) for lv in range(levels.start_level(ipa_bits), 4)]
     for (start, end), nxt in zip(blocks, [*blocks[1:], (top, None)], strict=True):
         size = end - start
         assert size in allowed and start % size == 0 and end == nxt[0]

@@ -11,9 +11,8 @@ import hashlib
 
 import pytest
 
-from ccasim.rmi import RecParams
-from ccasim.rmm import measurement
-from ccasim.rmm.types import HashAlgorithm
+from ccasim.rmi import RecParams, measurement
+from ccasim.rmi.types import HashAlgorithm
 from support import Host
 
 KAT_REALM_SHA256 = "6739dfb22b75ee1268d08dfa8369f501bc0b066243553f069f560d1fa1172973"

@@ -14,18 +14,17 @@ from ccasim import cose, guest
 from ccasim.arch.timer import CNT_CTL_ISTATUS
 from ccasim.guest import rsi
 from ccasim.psci import PsciFid, PsciReturn
-from ccasim.rmi import RecEnter, RecExitReason, Status
+from ccasim.rmi import RecEnter, RecExitReason, Status, measurement
 from ccasim.rmi.types import (
     ENTER_EMUL_MMIO,
     ENTER_INJECT_SEA,
     ENTER_RIPAS_RESPONSE_REJECT,
     ENTER_TRAP_WFE,
     ENTER_TRAP_WFI,
+    HashAlgorithm,
     RecMpidr,
 )
-from ccasim.rmm import measurement
 from ccasim.rmm.exits import EC_DATA_ABORT_LOWER, EC_INSTRUCTION_ABORT_LOWER, EC_WFX
-from ccasim.rmm.types import HashAlgorithm
 from ccasim.rsi import RsiFid, RsiRipas, RsiStatus
 from support import RAM_BASE, Host
 

@@ -96,8 +96,8 @@ def test_init_ripas_stops_at_the_end_of_the_rtt():
 
 def test_init_ripas_block_level_entries_are_measured_per_entry():
     """B4.3.18.4: one descriptor per RTT entry; a level 2 entry covers 2 MiB."""
-    from ccasim.rmm import measurement
-    from ccasim.rmm.types import HashAlgorithm
+    from ccasim.rmi import measurement
+    from ccasim.rmi.types import HashAlgorithm
 
     host = Host()
     realm = host.realm()

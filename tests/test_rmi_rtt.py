@@ -3,8 +3,7 @@ B4.3.19 MAP_UNPROTECTED, B4.3.22 UNMAP_UNPROTECTED."""
 
 import pytest
 
-from ccasim.rmi import FID, Status
-from ccasim.rmm import s2tt
+from ccasim.rmi import FID, Status, levels
 from support import DRAM0, DRAM1, UNPOPULATED, Host, call_changes, expect_failure
 
 INPUT, RTT = Status.ERROR_INPUT, Status.ERROR_RTT
@@ -412,14 +411,14 @@ def test_unmap_unprotected_failures():
 
 def test_level_size_and_index_helpers():
     """B3.68 RttLevelSize, B3.60 RttEntryIndex."""
-    assert [s2tt.level_size(lv) for lv in (-1, 0, 1, 2, 3)] == [
+    assert [levels.level_size(lv) for lv in (-1, 0, 1, 2, 3)] == [
         1 << 48,
         1 << 39,
         1 << 30,
         1 << 21,
         1 << 12,
     ]
-    assert s2tt.entry_index(0x20_3000, 3) == 3 and s2tt.entry_index(0x20_3000, 2) == 1
+    assert levels.entry_index(0x20_3000, 3) == 3 and levels.entry_index(0x20_3000, 2) == 1
 
 
 # -- LPA2 ----------------------------------------------------------------------------------

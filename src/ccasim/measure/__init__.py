@@ -2,7 +2,7 @@
 
 The calculator replays the construction a VMM and KVM perform (realm parameters, RIPAS over
 guest RAM, the measured images in ascending IPA order, the boot REC, unmeasured pages) through
-the very descriptor functions the RMM model uses (:mod:`ccasim.rmm.measurement`), so a
+the very descriptor functions the RMM model uses (:mod:`ccasim.rmi.measurement`), so a
 prediction and a built realm cannot disagree.
 """
 

@@ -8,33 +8,12 @@ from itertools import pairwise
 
 from ccasim.arch.vmsa import GRANULE_SIZE
 from ccasim.measure.capabilities import Capabilities, CapabilityError
+from ccasim.rmi import levels, measurement
 from ccasim.rmi.structs import RealmParams, RecParams
-from ccasim.rmi.types import REALM_FLAG_LPA2, REALM_FLAG_PMU, REC_RUNNABLE
-from ccasim.rmm import measurement
-from ccasim.rmm.s2tt import level_size
-from ccasim.rmm.types import HashAlgorithm
+from ccasim.rmi.types import REALM_FLAG_LPA2, REALM_FLAG_PMU, REC_RUNNABLE, HashAlgorithm
 
 LPA2_MIN_IPA_BITS = 49  # A5.2.1: 49 to 52 bits need FEAT_LPA2
 HASHES = {"sha256": HashAlgorithm.SHA_256, "sha512": HashAlgorithm.SHA_512}
-
-
-def rtt_start_level(ipa_bits: int) -> int:
-    """The starting RTT level KVM picks for an IPA size (with concatenated tables)."""
-    return 4 - (ipa_bits - 8) // 9
-
-
-def ripas_blocks(base: int, top: int, ipa_bits: int) -> list[tuple[int, int]]:
-    """The RTT entries RMI_RTT_INIT_RIPAS covers when KVM initialises [base, top): at each
-    address the largest entry (from the starting level down to level 3) that is aligned there
-    and fits below top. KVM creates RTTs only that deep before each call, and the RMM measures
-    one descriptor per entry (B4.3.18.4)."""
-    sizes = [level_size(lv) for lv in range(rtt_start_level(ipa_bits), 4)]
-    blocks, cur = [], base
-    while cur < top:
-        size = next(s for s in sizes if cur % s == 0 and cur + s <= top)
-        blocks.append((cur, cur + size))
-        cur += size
-    return blocks
 
 
 class GuestSpan:
@@ -178,7 +157,9 @@ class RimCalculator:
         self.check_layout(params.s2sz)
         self.steps = [Step(f"REALM_CREATE s2sz={params.s2sz} flags={params.flags:#x}", rim)]
         for base, size in image.ram:
-            blocks = ripas_blocks(base, base + size, params.s2sz)
+            # KVM creates tables down to the block level it picks for each address before
+            # RMI_RTT_INIT_RIPAS, and the RMM measures one descriptor per entry (B4.3.18.4).
+            blocks = levels.blocks(base, base + size, levels.start_level(params.s2sz))
             for start, top in blocks:
                 rim = measurement.rim_extend_ripas_entry(algo, rim, start, top)
             what = f"RTT_INIT_RIPAS [{base:#x}, {base + size:#x}): {len(blocks)} RTT entries"

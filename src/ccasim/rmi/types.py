@@ -26,10 +26,20 @@ class RttEntryState(enum.IntEnum):
 
 
 class HashAlgorithm(enum.IntEnum):
-    """RmiHashAlgorithm (B4.4.7)."""
+    """RmiHashAlgorithm (B4.4.7), and RsiHashAlgorithm (B5.4.8), which encodes the same
+    values. The RMM keeps a realm's RmmHashAlgorithm (C1.8) in this encoding too."""
 
     SHA_256 = 0
     SHA_512 = 1
+
+    @property
+    def digest_size(self) -> int:
+        """Bytes in a digest (a measurement is this long, zero filled to 64 bytes)."""
+        return 32 if self is HashAlgorithm.SHA_256 else 64
+
+    @property
+    def hashlib_name(self) -> str:
+        return "sha256" if self is HashAlgorithm.SHA_256 else "sha512"
 
 
 class RecExitReason(enum.IntEnum):

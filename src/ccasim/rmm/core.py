@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING
 from ccasim.hw.gpt import Pas
 from ccasim.hw.memory import GRANULE_MASK, GRANULE_SIZE
 from ccasim.rmi.fid import SMCCC_NOT_SUPPORTED
+from ccasim.rmi.levels import level_shift
 from ccasim.rmi.status import Status, return_code
 from ccasim.rmm.errors import CommandFailure
 from ccasim.rmm.features import RmmFeatures
 from ccasim.rmm.log import LogRecord, SmcCall
 from ccasim.rmm.realm import Realm
 from ccasim.rmm.rec import Rec
-from ccasim.rmm.s2tt import TABLE, Rtte, Walk, level_shift
+from ccasim.rmm.s2tt import TABLE, Rtte, Walk
 from ccasim.rmm.types import GranuleState
 
 if TYPE_CHECKING:

@@ -14,6 +14,7 @@ from ccasim.guest.exceptions import SynchronousExternalAbort, UndefinedInstructi
 from ccasim.hw.pe import Trap, TrapKind
 from ccasim.hw.vcpu import StopReason, VcpuStop
 from ccasim.psci import PSCI_FID_RANGES
+from ccasim.rmi.levels import RTT_PAGE_LEVEL
 from ccasim.rmi.structs import REC_RUN_EXIT_OFFSET, RecEnter, RecExit
 from ccasim.rmi.types import (
     ENTER_EMUL_MMIO,
@@ -29,7 +30,7 @@ from ccasim.rmm.gic import ICH_HCR_HOST_BITS
 from ccasim.rmm.log import SmcCall, VcpuEvent
 from ccasim.rmm.realm import Realm
 from ccasim.rmm.rec import LastExit, Rec
-from ccasim.rmm.s2tt import ASSIGNED_NS, DESTROYED, EMPTY, RAM, RTT_PAGE_LEVEL, UNASSIGNED
+from ccasim.rmm.s2tt import ASSIGNED_NS, DESTROYED, EMPTY, RAM, UNASSIGNED
 from ccasim.rmm.stage2 import RealmStage2
 from ccasim.rmm.types import RecState
 from ccasim.rsi import RSI_FID_FIRST, RSI_FID_LAST, RsiStatus

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ccasim.arch.vmsa import GRANULE_SIZE
-from ccasim.rmm.measurement import MEASUREMENT_SIZE
-from ccasim.rmm.types import HashAlgorithm, RealmState
+from ccasim.rmi.measurement import MEASUREMENT_SIZE
+from ccasim.rmi.types import HashAlgorithm
+from ccasim.rmm.types import RealmState
 
 
 @dataclass(slots=True, eq=False)

@@ -1,6 +1,7 @@
-"""Realm Translation Tables (A5.5): entries, levels, the RTT walk and the scans of chapter B3.
+"""Realm Translation Tables (A5.5): entries, the RTT walk and the scans of chapter B3.
 
-An RTT is one granule holding 512 RTT entries (RTTEs). The model keeps each RTT as a Python list
+The level arithmetic both the RMM and the host use is :mod:`ccasim.rmi.levels`. An RTT is one
+granule holding 512 RTT entries (RTTEs). The model keeps each RTT as a Python list
 of 512 immutable :class:`Rtte` values, indexed by the PA of its granule in ``Rmm.rtts``. The
 starting level may be made of up to 16 physically contiguous RTTs (concatenated tables).
 """
@@ -9,12 +10,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from ccasim.rmi.levels import RTT_ENTRIES, align_down, entry_index, level_size
 from ccasim.rmm.types import Ripas, RttEntryState
-
-RTT_ENTRIES = 512
-RTT_PAGE_LEVEL = 3
-RTT_MIN_LEVEL = 0
-RTT_MIN_LEVEL_LPA2 = -1
 
 UNASSIGNED = RttEntryState.UNASSIGNED
 ASSIGNED = RttEntryState.ASSIGNED
@@ -42,55 +39,6 @@ class Rtte(NamedTuple):
 #: The entries a new realm's starting-level RTTs hold (RMI_REALM_CREATE rtte_p_states, rtte_ripas).
 RTTE_UNASSIGNED_EMPTY = Rtte(UNASSIGNED, EMPTY)
 RTTE_UNASSIGNED_NS = Rtte(UNASSIGNED_NS)
-
-
-def entries_per_rtt(level: int) -> int:
-    """Entries in one RTT: 512, except 16 at level -1 (LPA2 resolves IPA bits [51:48] there)."""
-    return 16 if level == RTT_MIN_LEVEL_LPA2 else RTT_ENTRIES
-
-
-def level_shift(level: int) -> int:
-    """log2 of the IPA range one entry of a level ``level`` RTT maps (4 KiB granule)."""
-    return 12 + 9 * (RTT_PAGE_LEVEL - level)
-
-
-def level_size(level: int) -> int:
-    """RttLevelSize (B3.68)."""
-    return 1 << level_shift(level)
-
-
-def addr_is_level_aligned(addr: int, level: int) -> bool:
-    """AddrIsRttLevelAligned (B3.5)."""
-    return addr & (level_size(level) - 1) == 0
-
-
-def align_down(addr: int, level: int) -> int:
-    """AlignDownToRttLevel (B3.7)."""
-    return addr & ~(level_size(level) - 1)
-
-
-def entry_index(addr: int, level: int) -> int:
-    """RttEntryIndex (B3.60): index of ``addr``'s entry in a (single) level ``level`` RTT."""
-    return (addr >> level_shift(level)) & (RTT_ENTRIES - 1)
-
-
-def starting_level_rtts(ipa_width: int, level_start: int, lpa2: bool) -> int:
-    """Number of concatenated starting-level RTTs that map ``ipa_width`` bits (VMSA, A5.5.3).
-
-    The starting level resolves the IPA bits above ``level_shift(level_start)``: one RTT
-    resolves 9 of them (4 at level -1). Concatenating up to 16 RTTs resolves 4 more; the VMSA
-    allows that at levels 1 to 3, and at level 0 only with LPA2. Returns 0 where nothing fits.
-    """
-    bits = ipa_width - level_shift(level_start)
-    if level_start == RTT_MIN_LEVEL_LPA2:
-        max_bits = 4
-    elif level_start > 0 or lpa2:
-        max_bits = 13
-    else:
-        max_bits = 9
-    if not 1 <= bits <= max_bits:
-        return 0
-    return 1 << max(bits - 9, 0)
 
 
 class Walk(NamedTuple):

@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING
 
 from ccasim.arch.vmsa import DESC_S2AP, GRANULE_MASK
 from ccasim.hw.gpt import Pas
+from ccasim.rmi import levels
+from ccasim.rmi.levels import RTT_PAGE_LEVEL
 from ccasim.rmm import s2tt
 from ccasim.rmm.realm import Realm
-from ccasim.rmm.s2tt import ASSIGNED, ASSIGNED_NS, RAM, RTT_PAGE_LEVEL
+from ccasim.rmm.s2tt import ASSIGNED, ASSIGNED_NS, RAM
 
 if TYPE_CHECKING:
     from ccasim.rmm.core import Rmm
@@ -32,7 +34,7 @@ class RealmStage2:
             return None
         walk = self.rmm.rtt_walk(realm, ipa, RTT_PAGE_LEVEL)
         entry = walk.rtte
-        offset = ipa & (s2tt.level_size(walk.level) - 1)
+        offset = ipa & (levels.level_size(walk.level) - 1)
         if entry.state is ASSIGNED and entry.ripas is RAM:
             return entry.addr + offset, Pas.REALM, DESC_S2AP
         if entry.state is ASSIGNED_NS:
@@ -46,5 +48,5 @@ def realm_granule(rmm: Rmm, realm: Realm, ipa: int) -> int | s2tt.Walk:
     walk = rmm.rtt_walk(realm, ipa, RTT_PAGE_LEVEL)
     entry = walk.rtte
     if entry.state is ASSIGNED and entry.ripas is RAM:
-        return entry.addr + (ipa & (s2tt.level_size(walk.level) - 1) & ~GRANULE_MASK)
+        return entry.addr + (ipa & (levels.level_size(walk.level) - 1) & ~GRANULE_MASK)
     return walk

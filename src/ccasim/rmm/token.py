@@ -9,8 +9,8 @@ import cbor2
 
 from ccasim import cose
 from ccasim.el3.attestation import PlatformAttestation
+from ccasim.rmi.types import HashAlgorithm
 from ccasim.rmm.realm import Realm
-from ccasim.rmm.types import HashAlgorithm
 
 CCA_TOKEN_TAG = 399
 CLAIM_PLATFORM_TOKEN = 44234

@@ -48,18 +48,3 @@ class Ripas(enum.Enum):
     EMPTY = "EMPTY"
     RAM = "RAM"
     DESTROYED = "DESTROYED"
-
-
-class HashAlgorithm(enum.Enum):
-    """RmmHashAlgorithm (C1.8), with the hashlib name and the digest size."""
-
-    SHA_256 = ("sha256", 32)
-    SHA_512 = ("sha512", 64)
-
-    @property
-    def hashlib_name(self) -> str:
-        return self.value[0]
-
-    @property
-    def digest_size(self) -> int:
-        return self.value[1]

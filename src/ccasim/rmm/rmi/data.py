@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 from ccasim.arch.vmsa import GRANULE_MASK, PA_LIMIT_WITHOUT_LPA2
+from ccasim.rmi import measurement
 from ccasim.rmi.fid import FID
+from ccasim.rmi.levels import RTT_PAGE_LEVEL
 from ccasim.rmi.status import Status
 from ccasim.rmi.types import DATA_MEASURE_CONTENT
-from ccasim.rmm import measurement
 from ccasim.rmm.core import Rmm
 from ccasim.rmm.errors import CommandFailure
 from ccasim.rmm.realm import Realm
 from ccasim.rmm.rmi import command
-from ccasim.rmm.s2tt import (
-    ASSIGNED,
-    DESTROYED,
-    RAM,
-    RTT_PAGE_LEVEL,
-    UNASSIGNED,
-    Rtte,
-    Walk,
-    skip_non_live,
-)
+from ccasim.rmm.s2tt import ASSIGNED, DESTROYED, RAM, UNASSIGNED, Rtte, Walk, skip_non_live
 from ccasim.rmm.types import GranuleState, RealmState
 
 

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 from ccasim.hw.memory import GRANULE_SIZE
+from ccasim.rmi import levels, measurement
 from ccasim.rmi.fid import FID
 from ccasim.rmi.status import Status
 from ccasim.rmi.structs import RealmParams
-from ccasim.rmi.types import REALM_FLAG_LPA2, REALM_FLAG_PMU, REALM_FLAG_SVE
-from ccasim.rmi.types import HashAlgorithm as RmiHashAlgorithm
-from ccasim.rmm import measurement, s2tt
+from ccasim.rmi.types import REALM_FLAG_LPA2, REALM_FLAG_PMU, REALM_FLAG_SVE, HashAlgorithm
+from ccasim.rmm import s2tt
 from ccasim.rmm.core import Rmm
 from ccasim.rmm.errors import CommandFailure
 from ccasim.rmm.features import RmmFeatures
 from ccasim.rmm.realm import Realm
 from ccasim.rmm.rmi import command
-from ccasim.rmm.types import GranuleState, HashAlgorithm, RealmState
-
-HASH_ALGORITHMS = {
-    RmiHashAlgorithm.SHA_256: HashAlgorithm.SHA_256,
-    RmiHashAlgorithm.SHA_512: HashAlgorithm.SHA_512,
-}
+from ccasim.rmm.types import GranuleState, RealmState
 
 
 def params_are_valid(params: RealmParams) -> bool:
@@ -28,7 +23,7 @@ def params_are_valid(params: RealmParams) -> bool:
     Reserved flag bits and SBZ bytes are not checked, as in the reference RMM (see
     docs/decisions.md).
     """
-    return params.hash_algo in HASH_ALGORITHMS
+    return params.hash_algo in HashAlgorithm._value2member_map_
 
 
 def params_are_supported(params: RealmParams, features: RmmFeatures) -> bool:
@@ -36,7 +31,7 @@ def params_are_supported(params: RealmParams, features: RmmFeatures) -> bool:
     lpa2 = bool(params.flags & REALM_FLAG_LPA2)
     sve = bool(params.flags & REALM_FLAG_SVE)
     pmu = bool(params.flags & REALM_FLAG_PMU)
-    hash_ok = features.sha_256 if params.hash_algo == RmiHashAlgorithm.SHA_256 else features.sha_512
+    hash_ok = features.sha_256 if params.hash_algo == HashAlgorithm.SHA_256 else features.sha_512
     return (
         hash_ok
         and (not lpa2 or features.lpa2)
@@ -55,21 +50,21 @@ def rtt_config_is_valid(params: RealmParams, pa_bits: int) -> bool:
     """
     lpa2 = bool(params.flags & REALM_FLAG_LPA2)
     level = params.rtt_level_start
-    min_level = s2tt.RTT_MIN_LEVEL_LPA2 if lpa2 else s2tt.RTT_MIN_LEVEL
-    if not min_level <= level <= s2tt.RTT_PAGE_LEVEL or (level == 0 and pa_bits < 44):
+    min_level = levels.RTT_MIN_LEVEL_LPA2 if lpa2 else levels.RTT_MIN_LEVEL
+    if not min_level <= level <= levels.RTT_PAGE_LEVEL or (level == 0 and pa_bits < 44):
         return False
-    needed = s2tt.starting_level_rtts(params.s2sz, level, lpa2)
+    needed = levels.starting_level_rtts(params.s2sz, level, lpa2)
     return needed != 0 and needed == params.rtt_num_start
 
 
 def starting_rtt(rtt_index: int, level: int, ipa_width: int) -> list[s2tt.Rtte]:
     """Entries of the ``rtt_index``-th starting-level RTT of a new realm (B4.3.9.3)."""
-    size = s2tt.level_size(level)
+    size = levels.level_size(level)
     par_size = 1 << (ipa_width - 1)
-    first_ipa = rtt_index * s2tt.RTT_ENTRIES * size
+    first_ipa = rtt_index * levels.RTT_ENTRIES * size
     return [
         s2tt.RTTE_UNASSIGNED_EMPTY if first_ipa + i * size < par_size else s2tt.RTTE_UNASSIGNED_NS
-        for i in range(s2tt.entries_per_rtt(level))
+        for i in range(levels.entries_per_rtt(level))
     ]
 
 
@@ -99,7 +94,7 @@ def realm_create(rmm: Rmm, rd: int, params_ptr: int) -> tuple[int, ...]:
     if params.vmid >= 1 << rmm.features.vmid_bits or params.vmid in rmm.vmids:
         raise CommandFailure("vmid_valid")
 
-    algo = HASH_ALGORITHMS[RmiHashAlgorithm(params.hash_algo)]
+    algo = HashAlgorithm(params.hash_algo)
     realm = Realm(
         rd=rd,
         ipa_width=params.s2sz,

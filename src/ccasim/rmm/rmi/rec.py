@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from ccasim.hw.memory import GRANULE_MASK
 from ccasim.hw.vcpu import Vcpu
+from ccasim.rmi import measurement
 from ccasim.rmi.fid import FID
 from ccasim.rmi.status import Status
 from ccasim.rmi.structs import RecParams
 from ccasim.rmi.types import REC_RUNNABLE, RecMpidr
-from ccasim.rmm import measurement
 from ccasim.rmm.core import Rmm
 from ccasim.rmm.errors import CommandFailure
 from ccasim.rmm.rec import Rec

@@ -15,11 +15,13 @@ from ccasim.arch.vmsa import (
     encode_oa,
     oa_field_mask,
 )
+from ccasim.rmi import levels, measurement
 from ccasim.rmi.fid import FID
+from ccasim.rmi.levels import RTT_PAGE_LEVEL
 from ccasim.rmi.status import Status
 from ccasim.rmi.types import Ripas as RmiRipas
 from ccasim.rmi.types import RttEntryState as RmiRttEntryState
-from ccasim.rmm import measurement, s2tt
+from ccasim.rmm import s2tt
 from ccasim.rmm.core import Rmm
 from ccasim.rmm.errors import CommandFailure
 from ccasim.rmm.realm import Realm
@@ -29,7 +31,6 @@ from ccasim.rmm.s2tt import (
     ASSIGNED_NS,
     DESTROYED,
     RAM,
-    RTT_PAGE_LEVEL,
     TABLE,
     UNASSIGNED,
     UNASSIGNED_NS,
@@ -65,7 +66,7 @@ def check_structure_args(realm: Realm, ipa: int, level: int) -> None:
     """
     if not realm.rtt_level_start < level <= RTT_PAGE_LEVEL:
         raise CommandFailure("level_bound")
-    if not s2tt.addr_is_level_aligned(ipa, level - 1):
+    if not levels.addr_is_level_aligned(ipa, level - 1):
         raise CommandFailure("ipa_align")
     if ipa >> realm.ipa_width:
         raise CommandFailure("ipa_bound")
@@ -75,7 +76,7 @@ def check_unprotected_args(realm: Realm, ipa: int, level: int) -> None:
     """level_bound, ipa_align, ipa_bound of RTT_MAP_UNPROTECTED and RTT_UNMAP_UNPROTECTED."""
     if not max(realm.rtt_level_start, MIN_BLOCK_LEVEL) <= level <= RTT_PAGE_LEVEL:
         raise CommandFailure("level_bound")
-    if not s2tt.addr_is_level_aligned(ipa, level):
+    if not levels.addr_is_level_aligned(ipa, level):
         raise CommandFailure("ipa_align")
     if ipa >> realm.ipa_width or realm.is_protected(ipa):
         raise CommandFailure("ipa_bound")
@@ -168,7 +169,7 @@ def rtt_read_entry(rmm: Rmm, rd: int, ipa: int, level: int) -> tuple[int, ...]:
     realm = rmm.find_realm(rd)
     if not realm.rtt_level_start <= level <= RTT_PAGE_LEVEL:
         raise CommandFailure("level_bound")
-    if not s2tt.addr_is_level_aligned(ipa, level):
+    if not levels.addr_is_level_aligned(ipa, level):
         raise CommandFailure("ipa_align")
     if ipa >> realm.ipa_width:
         raise CommandFailure("ipa_bound")
@@ -199,7 +200,7 @@ def rtt_map_unprotected(rmm: Rmm, rd: int, ipa: int, level: int, desc: int) -> t
     if not desc_is_valid_for_unprotected(desc, realm.feat_lpa2):
         raise CommandFailure("attr_valid")
     addr = decode_oa(desc, realm.feat_lpa2)
-    if not s2tt.addr_is_level_aligned(addr, level):
+    if not levels.addr_is_level_aligned(addr, level):
         raise CommandFailure("addr_align")
     # addr_bound (a PA at or above 2^48 without LPA2) cannot hold: without LPA2 the descriptor
     # has no field for those address bits, and setting them fails attr_valid above.
@@ -235,8 +236,8 @@ def rtt_unmap_unprotected(rmm: Rmm, rd: int, ipa: int, level: int) -> tuple[int,
 
 def assign_ripas(rtt: list[Rtte], level: int, base: int, top: int, ripas: Ripas) -> None:
     """RttEntriesInRangeRipas (B3.57) made true: give entries in [base, top) RIPAS ``ripas``."""
-    size = s2tt.level_size(level)
-    first = s2tt.entry_index(base, level)
+    size = levels.level_size(level)
+    first = levels.entry_index(base, level)
     for i in range(first, first + (top - base) // size):
         rtt[i] = rtt[i]._replace(ripas=ripas)
 
@@ -258,7 +259,7 @@ def rtt_init_ripas(rmm: Rmm, rd: int, base: int, top: int) -> tuple[int, ...]:
     if realm.state is not RealmState.NEW:
         raise CommandFailure("realm_state", Status.ERROR_REALM)
     walk = rmm.rtt_walk(realm, base, RTT_PAGE_LEVEL)
-    if not s2tt.addr_is_level_aligned(base, walk.level):
+    if not levels.addr_is_level_aligned(base, walk.level):
         raise CommandFailure("base_align", Status.ERROR_RTT, walk.level)
     if walk.rtte.state is not UNASSIGNED:
         raise CommandFailure("rtte_state", Status.ERROR_RTT, walk.level)
@@ -269,7 +270,7 @@ def rtt_init_ripas(rmm: Rmm, rd: int, base: int, top: int) -> tuple[int, ...]:
 
     assign_ripas(rtt, walk.level, base, walk_top, RAM)
     realm.measurements[0] = measurement.rim_extend_ripas(
-        realm.hash_algo, realm.measurements[0], base, walk_top, s2tt.level_size(walk.level)
+        realm.hash_algo, realm.measurements[0], base, walk_top, levels.level_size(walk.level)
     )
     return (walk_top,)
 
@@ -298,7 +299,7 @@ def rtt_set_ripas(rmm: Rmm, rd: int, rec_ptr: int, base: int, top: int) -> tuple
     if top & GRANULE_MASK:
         raise CommandFailure("top_gran_align")
     walk = rmm.rtt_walk(realm, base, RTT_PAGE_LEVEL)
-    if not s2tt.addr_is_level_aligned(base, walk.level):
+    if not levels.addr_is_level_aligned(base, walk.level):
         raise CommandFailure("base_align", Status.ERROR_RTT, walk.level)
     rtt = rmm.rtts[walk.rtt_addr]
     walk_top = s2tt.skip_entries_with_ripas(rtt, walk.level, base, top, not rec.ripas_destroyed)

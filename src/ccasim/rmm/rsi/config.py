@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 from ccasim.hw.memory import GRANULE_MASK
-from ccasim.rmi.types import HashAlgorithm as RmiHashAlgorithm
 from ccasim.rmm.errors import CommandFailure
 from ccasim.rmm.execution import RealmCall
 from ccasim.rmm.exits import RecExitInfo
 from ccasim.rmm.rsi import command
 from ccasim.rmm.rsi.realm_memory import access_granule
-from ccasim.rmm.types import HashAlgorithm
 from ccasim.rsi import RealmConfig, RsiFid, RsiStatus
-
-RSI_HASH = {
-    HashAlgorithm.SHA_256: RmiHashAlgorithm.SHA_256,
-    HashAlgorithm.SHA_512: RmiHashAlgorithm.SHA_512,
-}
 
 
 @command(RsiFid.REALM_CONFIG, 1)
@@ -29,6 +22,6 @@ def realm_config(call: RealmCall, addr: int) -> tuple[int, ...] | RecExitInfo:
     pa = access_granule(call, addr)
     if not isinstance(pa, int):
         return pa
-    cfg = RealmConfig(realm.ipa_width, RSI_HASH[realm.hash_algo], realm.rpv)
+    cfg = RealmConfig(realm.ipa_width, realm.hash_algo, realm.rpv)
     call.rmm.mem.memory.write(pa, cfg.pack())
     return (RsiStatus.SUCCESS,)

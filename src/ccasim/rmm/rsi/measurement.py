@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from ccasim.rmm import measurement
+from ccasim.rmi import measurement
 from ccasim.rmm.errors import CommandFailure
 from ccasim.rmm.execution import RealmCall
 from ccasim.rmm.rsi import command

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from ccasim.hw.memory import GRANULE_MASK
+from ccasim.rmi import levels
+from ccasim.rmi.levels import RTT_PAGE_LEVEL
 from ccasim.rmi.types import RecExitReason
-from ccasim.rmm import s2tt
 from ccasim.rmm.errors import CommandFailure
 from ccasim.rmm.execution import RealmCall
 from ccasim.rmm.exits import RecExitInfo
 from ccasim.rmm.realm import Realm
 from ccasim.rmm.rec import LastExit
 from ccasim.rmm.rsi import command
-from ccasim.rmm.s2tt import RTT_PAGE_LEVEL, TABLE
+from ccasim.rmm.s2tt import TABLE
 from ccasim.rmm.types import Ripas
 from ccasim.rsi import RIPAS_CHANGE_DESTROYED, RsiFid, RsiRipas, RsiStatus
 
@@ -50,7 +51,7 @@ def ipa_state_get(call: RealmCall, base: int, top: int) -> tuple[int, ...]:
     walk = call.rmm.rtt_walk(realm, base, RTT_PAGE_LEVEL)
     rtt = call.rmm.rtts[walk.rtt_addr]
     ripas = walk.rtte.ripas
-    size = s2tt.level_size(walk.level)
+    size = levels.level_size(walk.level)
     out_top = (base & ~(size - 1)) + size
     for entry in rtt[walk.entry_idx + 1 :]:
         if out_top >= top or entry.state is TABLE or entry.ripas is not ripas:

@@ -1,7 +1,8 @@
 """Realm measurements (A7.1): the RIM descriptors of C1.11-C1.13 and the REM extension.
 
-These are pure functions of bytes and integers, so the measurement calculator (ccasim
-``measure``) computes reference values with the very code the RMM model runs.
+Pure functions of bytes and integers, at the level of the ABI because both sides need them:
+the RMM extends a realm's measurements with them, and a host or a verifier predicts the same
+values (``ccasim measure``) with the very same code.
 
 Every measurement is kept as 64 bytes (RmmRealmMeasurement, C1.17): a SHA-256 result is zero
 filled in its upper 32 bytes.
@@ -13,7 +14,7 @@ import hashlib
 import struct
 
 from ccasim.rmi.structs import RealmParams, RecParams
-from ccasim.rmm.types import HashAlgorithm
+from ccasim.rmi.types import HashAlgorithm
 
 MEASUREMENT_SIZE = 64
 DESCRIPTOR_SIZE = 0x100
