@@ -60,3 +60,25 @@ def failure_conditions() -> dict[str, tuple[str, ...]]:
         section = text[start : end if end > 0 else None].replace("\\_", "_")
         result[name] = tuple(re.findall(r"([a-z][a-z0-9_]*)\s*\|?\s*pre:", section))
     return result
+
+
+@cache
+def interfaces() -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Command name -> (input register names X1.., output register names X1..), from the
+    Input values and Output values tables of each B4.3 and B5.3 command."""
+    result = {}
+    for path in sorted(SPEC.glob("rmm-B[45].3.*.md")):
+        text = path.read_text()
+        title = re.search(r"((?:RMI|RSI)\\_[A-Z\\_]+) command", text)
+        if title is None:
+            continue
+
+        def registers(heading: str, text: str = text) -> tuple[str, ...]:
+            start = text.find(heading)
+            section = text[start : text.find("\n## ", start + len(heading))]
+            rows = re.findall(r"^\|\s*([a-z_0-9]+)\s*\|\s*X(\d+)\s*\|", section, re.MULTILINE)
+            return tuple(name for name, reg in rows if int(reg) > 0)
+
+        name = title.group(1).replace("\\", "")
+        result[name] = (registers("Input values"), registers("Output values"))
+    return result

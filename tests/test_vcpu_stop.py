@@ -42,6 +42,21 @@ def bad_yield(cpu, tag):
     yield "not an action"
 
 
+@guest.program("stop.bad-yield-caught")
+def bad_yield_caught(cpu, tag):
+    try:
+        yield "not an action"  # like an undefined instruction: the program may handle it
+    except guest.UndefinedInstruction:
+        yield guest.Store(RAM_BASE + 0x8000, b"ok")
+        yield guest.Smc(PsciFid.SYSTEM_OFF)
+
+
+def test_yielding_what_is_not_an_action_is_an_undefined_instruction():
+    host, rec, exit_ = crash("stop.bad-yield-caught")
+    assert exit_.exit_reason == RecExitReason.PSCI and exit_.gprs[0] == PsciFid.SYSTEM_OFF
+    assert host.m.vcpu_stop(rec) is None
+
+
 @guest.program("stop.helper")
 def helper(cpu, tag):
     yield from rsi.measurement_extend(7, b"x")  # RSI_ERROR_INPUT: the helper raises RsiError
@@ -77,7 +92,7 @@ def crash(program: str, **params):
         ("stop.odd-store", odd_store, "eleven byte",
          "ValueError: an access is 1, 2, 4, 8 or 4096 bytes, not 11"),
         ("stop.bad-yield", bad_yield, '"not an action"',
-         "yielded 'not an action', which is not a guest action"),
+         "UndefinedInstruction: yielded 'not an action', which is not an action"),
         ("stop.helper", helper, "measurement_extend", "RsiError: RSI_MEASUREMENT_EXTEND"),
         ("stop.sea", unhandled_sea, "guest.Load", "SynchronousExternalAbort: synchronous"),
     ],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ccasim import guest
 from ccasim.arch.vmsa import GRANULE_MASK
 from ccasim.el3.attestation import PlatformAttestation
 from ccasim.el3.monitor import Monitor
@@ -17,7 +18,7 @@ from ccasim.hw.counter import SystemCounter
 from ccasim.hw.gpt import Pas
 from ccasim.hw.pe import Pe
 from ccasim.hw.platform import Platform, fvp_base
-from ccasim.hw.vcpu import VcpuStop
+from ccasim.isa import VcpuStop
 from ccasim.rmm.core import Rmm
 from ccasim.rmm.features import RmmFeatures
 from ccasim.rmm.log import LogRecord
@@ -58,7 +59,7 @@ class Machine:
             raise TypeError("give either features= or feature keyword arguments, not both")
         self.memory = MemorySystem(self.platform)
         self.counter = SystemCounter()
-        self.pe = Pe(self.memory, self.counter)
+        self.pe = Pe(self.memory, self.counter, guest.load)
         self.monitor = Monitor(self.memory, attestation)
         self._rmm = Rmm(self.memory, self.monitor, self.pe, features)
         self.monitor.rmm = self._rmm
@@ -127,7 +128,7 @@ class Machine:
 
     def vcpu_stop(self, rec: int) -> VcpuStop | None:
         """Why the guest program of the REC at ``rec`` is not running, or None while it runs
-        (or has not started): see :class:`~ccasim.hw.vcpu.VcpuStop` (``reason``, ``message``,
+        (or has not started): see :class:`~ccasim.isa.VcpuStop` (``reason``, ``message``,
         the program's ``file`` and ``line``, ``traceback``). PSCI_CPU_ON starts a new program
         and clears it; the console keeps the history."""
         return self._vcpu(rec).stop

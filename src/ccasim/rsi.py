@@ -11,6 +11,7 @@ import struct
 from dataclasses import dataclass, field
 
 from ccasim.arch.vmsa import GRANULE_SIZE
+from ccasim.smccc import Function, functions
 
 #: RSI 1.0 (B5.1), encoded as RsiInterfaceVersion (B5.4.4).
 RSI_VERSION_1_0 = 0x1_0000
@@ -30,6 +31,33 @@ class RsiFid(enum.IntEnum):
     IPA_STATE_GET = 0xC400_0198
     HOST_CALL = 0xC400_0199
 
+
+_CHALLENGE = tuple(f"challenge_{i}" for i in range(8))
+_VALUE = tuple(f"value_{i}" for i in range(8))
+
+#: The RSI commands of RMM 1.0 as the spec declares them (B5.3.x.1 Interface).
+RSI_COMMANDS: dict[int, Function] = functions(
+    Function(
+        RsiFid.ATTESTATION_TOKEN_CONTINUE,
+        "RSI_ATTESTATION_TOKEN_CONTINUE",
+        ("addr", "offset", "size"),
+        ("len",),
+    ),
+    Function(RsiFid.ATTESTATION_TOKEN_INIT, "RSI_ATTESTATION_TOKEN_INIT", _CHALLENGE, ("size",)),
+    Function(RsiFid.FEATURES, "RSI_FEATURES", ("index",), ("value",)),
+    Function(RsiFid.HOST_CALL, "RSI_HOST_CALL", ("addr",)),
+    Function(RsiFid.IPA_STATE_GET, "RSI_IPA_STATE_GET", ("base", "top"), ("out_top", "ripas")),
+    Function(
+        RsiFid.IPA_STATE_SET,
+        "RSI_IPA_STATE_SET",
+        ("base", "top", "ripas", "flags"),
+        ("new_base", "response"),
+    ),
+    Function(RsiFid.MEASUREMENT_EXTEND, "RSI_MEASUREMENT_EXTEND", ("index", "size", *_VALUE)),
+    Function(RsiFid.MEASUREMENT_READ, "RSI_MEASUREMENT_READ", ("index",), _VALUE),
+    Function(RsiFid.REALM_CONFIG, "RSI_REALM_CONFIG", ("addr",)),
+    Function(RsiFid.VERSION, "RSI_VERSION", ("req",), ("lower", "higher")),
+)
 
 #: SMCCC allocates 0x190-0x1AF of the Standard Secure Service range to RSI.
 RSI_FID_FIRST = 0xC400_0190

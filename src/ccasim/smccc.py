@@ -1,5 +1,9 @@
 """The SMC Calling Convention (Arm DEN0028) as the RMI, RSI and PSCI calls use it."""
 
+from __future__ import annotations
+
+from dataclasses import dataclass
+
 from ccasim.arch.registers import MASK64
 
 #: SMCCC 1.2 passes arguments in X1..X17.
@@ -19,3 +23,24 @@ FID_MASK = 0xFFFF_FFFF & ~SVE_HINT
 def function_id(x0: int) -> int:
     """The function an SMC with ``x0`` calls."""
     return x0 & FID_MASK
+
+
+@dataclass(frozen=True)
+class Function:
+    """One function of an SMCCC interface as its specification declares it: the names of its
+    input registers X1.. and of its output registers X1.. (X0 carries the result)."""
+
+    fid: int
+    name: str
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+
+
+def functions(*table: Function) -> dict[int, Function]:
+    """A FID -> Function table; a FID declared twice is an error."""
+    out: dict[int, Function] = {}
+    for function in table:
+        if function.fid in out:
+            raise ValueError(f"{function.name}: FID {function.fid:#x} declared twice")
+        out[function.fid] = function
+    return out

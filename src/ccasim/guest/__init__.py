@@ -15,26 +15,30 @@ measured like any other realm memory, so what runs is determined by those bytes:
     image = guest.image("hello", greeting="hello")      # bytes to place at the entry PC
 
 A program is a generator. Each ``yield`` performs one architectural action and evaluates to
-its result; see the action classes below. Returning ends the vCPU as PSCI_CPU_OFF would.
+its result (the actions and exceptions are the PE's instruction set, :mod:`ccasim.isa`).
+Returning ends the vCPU as PSCI_CPU_OFF would, raising resets the realm
+(:mod:`ccasim.guest.runtime`).
 """
 
-from ccasim.guest.actions import (
+from ccasim.guest.image import ImageError, decode_image, image
+from ccasim.guest.registry import lookup, program, programs
+from ccasim.guest.runtime import load
+from ccasim.isa import (
     AckInterrupt,
     Action,
     Eoi,
+    GuestCpu,
     Hvc,
     Load,
     ReadCounter,
     SetTimer,
     Smc,
     Store,
+    SynchronousExternalAbort,
+    UndefinedInstruction,
     Wfe,
     Wfi,
 )
-from ccasim.guest.cpu import GuestCpu
-from ccasim.guest.exceptions import SynchronousExternalAbort, UndefinedInstruction
-from ccasim.guest.image import ImageError, decode_image, image
-from ccasim.guest.registry import lookup, program, programs
 
 __all__ = [
     "AckInterrupt",
@@ -54,6 +58,7 @@ __all__ = [
     "Wfi",
     "decode_image",
     "image",
+    "load",
     "lookup",
     "program",
     "programs",

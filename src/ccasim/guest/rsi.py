@@ -12,7 +12,7 @@ from collections.abc import Generator
 from typing import Any
 
 from ccasim.arch.vmsa import GRANULE_SIZE
-from ccasim.guest.actions import Load, Smc, Store
+from ccasim.isa import Load, Smc, Store
 from ccasim.psci import PsciFid
 from ccasim.rsi import HostCall, RsiFid, RsiRipas, RsiStatus
 

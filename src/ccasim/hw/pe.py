@@ -1,9 +1,11 @@
-"""The processing element running realm software at R-EL1 (the realm's vCPU).
+"""The processing element running software at EL1 under a hypervisor (a realm's vCPU).
 
-The PE runs a REC's guest program action by action until an exception must be taken to R-EL2
-(the RMM): an SMC or HVC, a stage 2 fault, a trapped WFI/WFE, or a physical interrupt. It then
-returns a :class:`Trap` to the RMM, which handles it and either resumes the vCPU (setting what
-the pending action evaluates to) or exits to the host.
+The PE runs a vCPU's program action by action (the instruction set of :mod:`ccasim.isa`)
+until an exception must be taken to EL2 (for a realm, the RMM at R-EL2): an SMC or HVC, a
+stage 2 fault, a trapped WFI/WFE, or a physical interrupt. It then returns a :class:`Trap`,
+and whoever runs it handles it and either resumes the vCPU (setting what the pending action
+evaluates to) or stops. The PE starts a program through the loader it is given, so it knows
+no image format and no realm.
 
 Stage 2 translation is the RMM's RTT; the PE sees it through a :class:`Stage2` object that the
 RMM provides on entry, as hardware sees the tables VTTBR_EL2 points to.
@@ -11,11 +13,11 @@ RMM provides on entry, as hardware sees the tables VTTBR_EL2 points to.
 
 from __future__ import annotations
 
-import difflib
 import enum
 from dataclasses import dataclass
 from typing import Protocol
 
+from ccasim import isa
 from ccasim.arch.gicv3 import (
     HCR_EOICOUNT_MASK,
     HCR_EOICOUNT_SHIFT,
@@ -29,17 +31,12 @@ from ccasim.arch.gicv3 import (
 from ccasim.arch.registers import MASK64
 from ccasim.arch.timer import CNT_CTL_ENABLE, CNT_CTL_IMASK, CNT_CTL_ISTATUS
 from ccasim.arch.vmsa import GRANULE_MASK, GRANULE_SIZE, S2AP_READ, S2AP_WRITE
-from ccasim.guest import actions as act
-from ccasim.guest.cpu import GuestCpu
-from ccasim.guest.exceptions import SynchronousExternalAbort
-from ccasim.guest.image import HEADER, ImageError, decode_image, header_length
-from ccasim.guest.registry import lookup, programs
 from ccasim.hw.bus import MemorySystem
 from ccasim.hw.counter import SystemCounter
 from ccasim.hw.faults import MemoryFault
 from ccasim.hw.gpt import Pas
-from ccasim.hw.vcpu import StopReason, Vcpu, VcpuStop
-from ccasim.psci import PsciFid
+from ccasim.hw.vcpu import ResumeKind, Vcpu
+from ccasim.isa import GuestCpu, LoadError, ProgramLoader, StopReason, VcpuStop
 
 
 class Stage2(Protocol):
@@ -74,12 +71,26 @@ class Trap:
     timer: bool = False
 
 
-class Pe:
-    """A PE of the machine executing realm code."""
+class _FetchFault(Exception):
+    """An instruction fetch took a stage 2 fault: the loader stops, the trap goes to EL2."""
 
-    def __init__(self, memory: MemorySystem, counter: SystemCounter, time_slice: int = 10_000):
+    def __init__(self, trap: Trap) -> None:
+        self.trap = trap
+
+
+class Pe:
+    """A PE of the machine executing software under a hypervisor."""
+
+    def __init__(
+        self,
+        memory: MemorySystem,
+        counter: SystemCounter,
+        loader: ProgramLoader,
+        time_slice: int = 10_000,
+    ) -> None:
         self.memory = memory
         self.counter = counter
+        self.loader = loader
         self.time_slice = time_slice
 
     # -- running ---------------------------------------------------------------------------
@@ -91,7 +102,7 @@ class Pe:
         trap_wfi: bool = False,
         trap_wfe: bool = False,
     ) -> Trap:
-        """Run ``vcpu`` until it takes an exception to R-EL2; return that exception."""
+        """Run ``vcpu`` until it takes an exception to EL2; return that exception."""
         if vcpu.spinning:
             return self._spin(vcpu)
         if vcpu.program is None:
@@ -103,10 +114,9 @@ class Pe:
         for _ in range(self.time_slice):
             action = vcpu.pending
             if action is None:
-                step = self._step(vcpu)
-                if isinstance(step, Trap):
-                    return step
-                action = step
+                action = self._step(vcpu)
+                if action is None:
+                    return self._spin(vcpu)
             self.counter.advance(self.counter.ticks_per_action)
             trap = self._perform(vcpu, action, stage2, trap_wfi, trap_wfe)
             if trap is not None:
@@ -123,97 +133,84 @@ class Pe:
         return Trap(TrapKind.IRQ)
 
     def _start(self, vcpu: Vcpu, stage2: Stage2) -> Trap | None:
-        """Fetch the guest image at the PC and start its program (or wedge the vCPU)."""
+        """Start the program the loader finds at the PC (or leave the vCPU spinning)."""
         pc = vcpu.pc
+        cpu = GuestCpu(vcpu.mpidr, tuple(vcpu.gprs[:8]), pc)
         try:
-            head = self._fetch(stage2, pc, HEADER.size)
-            if isinstance(head, Trap):
-                return head
-            data = self._fetch(stage2, pc, header_length(head))
-            if isinstance(data, Trap):
-                return data
-            name, params = decode_image(data)
-            fn = lookup(name)
-            if fn is None:
-                raise ImageError(f"no guest program named {name!r} is registered{_hint(name)}")
-            cpu = GuestCpu(vcpu.mpidr, tuple(vcpu.gprs[:8]), pc)
-            vcpu.program = fn(cpu, **params)
-        except (ImageError, SynchronousExternalAbort, TypeError) as e:
+            vcpu.program = self.loader(cpu, lambda ipa, size: self._fetch(stage2, ipa, size))
+        except _FetchFault as fault:
+            return fault.trap
+        except (LoadError, isa.SynchronousExternalAbort) as e:
             vcpu.stopped(VcpuStop(StopReason.NO_PROGRAM, f"at PC {pc:#x}: {e}"))
         return None
 
-    def _fetch(self, stage2: Stage2, ipa: int, size: int) -> bytes | Trap:
+    def _fetch(self, stage2: Stage2, ipa: int, size: int) -> bytes:
         """Instruction fetch of ``size`` bytes at ``ipa`` through stage 2."""
         out = bytearray()
         while size > 0:
             granule = ipa & ~GRANULE_MASK
             mapping = stage2.translate(granule)
             if mapping is None:
-                return Trap(TrapKind.INSTRUCTION_ABORT, ipa=ipa)
+                raise _FetchFault(Trap(TrapKind.INSTRUCTION_ABORT, ipa=ipa))
             pa, pas, _ = mapping
             if pas is not Pas.REALM:
-                raise SynchronousExternalAbort(ipa, "instruction fetch from an Unprotected IPA")
+                raise isa.SynchronousExternalAbort(ipa, "instruction fetch from an Unprotected IPA")
             n = min(size, GRANULE_SIZE - (ipa & GRANULE_MASK))
             out += self.memory.memory.read(pa + (ipa & GRANULE_MASK), n)
             ipa, size = ipa + n, size - n
         return bytes(out)
 
-    def _step(self, vcpu: Vcpu) -> act.Action | Trap:
-        """Advance the program to its next action, delivering the previous result."""
+    def _step(self, vcpu: Vcpu) -> isa.Action | None:
+        """Advance the program to its next action, delivering the previous result; None when
+        the program has ended (it then has nothing more to execute)."""
         program = vcpu.program
         assert program is not None
         resume, vcpu.resume = vcpu.resume, None
         try:
             if resume is None:
                 action = program.send(None)
-            elif resume[0] == "raise":
-                action = program.throw(resume[1])
-            elif resume[0] == "regs":
+            elif resume.kind is ResumeKind.REGISTERS:
                 action = program.send(tuple(vcpu.gprs[:11]))
+            elif resume.kind is ResumeKind.EXCEPTION:
+                action = program.throw(resume.value)
             else:
-                action = program.send(resume[1])
+                action = program.send(resume.value)
         except StopIteration:
-            # A program that returns ends its vCPU as PSCI_CPU_OFF would.
-            vcpu.stopped(VcpuStop(StopReason.RETURNED, "the vCPU turns off (PSCI_CPU_OFF)"))
-            return self._smc(vcpu, act.Smc(PsciFid.CPU_OFF))
-        except Exception as e:
-            # A guest crash: the realm's software panics and resets the system.
-            vcpu.stopped(VcpuStop.crash(e, __file__))
-            return self._smc(vcpu, act.Smc(PsciFid.SYSTEM_RESET))
-        if not isinstance(action, act.Action):
-            message = f"yielded {action!r}, which is not a guest action"
-            vcpu.stopped(VcpuStop.at_yield(StopReason.CRASHED, message, program))
-            return self._smc(vcpu, act.Smc(PsciFid.SYSTEM_RESET))
+            vcpu.stopped(VcpuStop(StopReason.NO_PROGRAM, "the software ran off its end"))
+            return None
+        except Exception as e:  # software with no runtime around it: it stops where it failed
+            vcpu.stopped(VcpuStop(StopReason.NO_PROGRAM, f"unhandled {type(e).__name__}: {e}"))
+            return None
+        if not isinstance(action, isa.Action):  # not an instruction: an Unknown exception
+            what = f"yielded {action!r}, which is not an action"
+            vcpu.take_exception(isa.UndefinedInstruction(what))
+            return self._step(vcpu)
         return action
-
-    def _smc(self, vcpu: Vcpu, smc: act.Smc) -> Trap:
-        regs = (smc.fid, *smc.args)
-        vcpu.gprs[: len(regs)] = regs
-        vcpu.gprs[len(regs) : 11] = [0] * (11 - len(regs))
-        vcpu.pending = smc
-        return Trap(TrapKind.SMC)
 
     # -- actions ---------------------------------------------------------------------------
 
     def _perform(
         self,
         vcpu: Vcpu,
-        action: act.Action,
+        action: isa.Action,
         stage2: Stage2,
         trap_wfi: bool,
         trap_wfe: bool,
     ) -> Trap | None:
-        """Execute one action. Return a Trap to take to R-EL2, or None once it completed (its
+        """Execute one action. Return a Trap to take to EL2, or None once it completed (its
         result is then in ``vcpu.resume``)."""
-        if vcpu.resume is not None:  # the RMM completed this action (emulation, SEA, SMC)
+        if vcpu.resume is not None:  # EL2 completed this action (emulation, SEA, SMC)
             return None
-        if isinstance(action, act.Smc):
-            return self._smc(vcpu, action)
-        if isinstance(action, act.Hvc):
-            return Trap(TrapKind.HVC)
-        if isinstance(action, act.Load | act.Store):
+        if isinstance(action, isa.Smc):
+            regs = (action.fid, *action.args)
+            vcpu.gprs[: len(regs)] = regs
+            vcpu.gprs[len(regs) : 11] = [0] * (11 - len(regs))
+            return Trap(TrapKind.SMC)
+        if isinstance(action, isa.Load | isa.Store):
             return self._access(vcpu, action, stage2)
-        if isinstance(action, act.Wfi):
+        if isinstance(action, isa.Hvc):
+            return Trap(TrapKind.HVC)
+        if isinstance(action, isa.Wfi):
             if trap_wfi:
                 return Trap(TrapKind.WFI)
             intid = self.acknowledge(vcpu)
@@ -225,39 +222,38 @@ class Pe:
                     self.counter.value = max(self.counter.value, vcpu.cntv_cval)
                     return Trap(TrapKind.IRQ, timer=True)
                 return Trap(TrapKind.IRQ)
-            vcpu.resume = ("value", intid)
-            return None
-        if isinstance(action, act.Wfe):
+            vcpu.complete(intid)
+        elif isinstance(action, isa.Wfe):
             if trap_wfe:
                 return Trap(TrapKind.WFE)
-            vcpu.resume = ("value", None)
-            return None
-        if isinstance(action, act.AckInterrupt):
-            vcpu.resume = ("value", self.acknowledge(vcpu))
-            return None
-        if isinstance(action, act.Eoi):
+            vcpu.complete()
+        elif isinstance(action, isa.AckInterrupt):
+            vcpu.complete(self.acknowledge(vcpu))
+        elif isinstance(action, isa.Eoi):
             self.end_of_interrupt(vcpu, action.intid)
-            vcpu.resume = ("value", None)
-            return None
-        if isinstance(action, act.ReadCounter):
-            vcpu.resume = ("value", self.counter.value)
-            return None
-        if isinstance(action, act.SetTimer):
+            vcpu.complete()
+        elif isinstance(action, isa.ReadCounter):
+            vcpu.complete(self.counter.value)
+        elif isinstance(action, isa.SetTimer):
             vcpu.cntv_cval = action.cval & MASK64
             vcpu.cntv_ctl = (CNT_CTL_ENABLE if action.enable else 0) | (
                 CNT_CTL_IMASK if action.mask else 0
             )
             vcpu.timer_masked = False
-            vcpu.resume = ("value", None)
-            return None
-        raise AssertionError(f"unknown action {action!r}")
+            vcpu.complete()
+        elif isinstance(action, isa.ReportStop):
+            vcpu.stopped(action.stop)
+            vcpu.complete()
+        else:
+            raise AssertionError(f"unknown action {action!r}")
+        return None
 
-    def _access(self, vcpu: Vcpu, action: act.Load | act.Store, stage2: Stage2) -> Trap | None:
-        write = isinstance(action, act.Store)
-        size = len(action.data) if isinstance(action, act.Store) else action.size
+    def _access(self, vcpu: Vcpu, action: isa.Load | isa.Store, stage2: Stage2) -> Trap | None:
+        write = isinstance(action, isa.Store)
+        size = len(action.data) if isinstance(action, isa.Store) else action.size
         ipa = action.ipa
         mapping = stage2.translate(ipa & ~GRANULE_MASK)
-        data = action.data if isinstance(action, act.Store) else b""
+        data = action.data if isinstance(action, isa.Store) else b""
         if mapping is None:
             return Trap(TrapKind.DATA_ABORT, ipa=ipa, size=size, write=write, data=data)
         pa, pas, s2ap = mapping
@@ -265,13 +261,13 @@ class Pe:
             return Trap(TrapKind.DATA_ABORT, ipa, size, write, data, permission=True)
         pa += ipa & GRANULE_MASK
         try:
-            if isinstance(action, act.Store):
+            if isinstance(action, isa.Store):
                 self.memory.write(pa, action.data, pas)
-                vcpu.resume = ("value", None)
+                vcpu.complete()
             else:
-                vcpu.resume = ("value", self.memory.read(pa, size, pas))
+                vcpu.complete(self.memory.read(pa, size, pas))
         except MemoryFault as fault:
-            vcpu.resume = ("raise", SynchronousExternalAbort(ipa, str(fault)))
+            vcpu.take_exception(isa.SynchronousExternalAbort(ipa, str(fault)))
         return None
 
     # -- GIC virtual CPU interface and timer -----------------------------------------------
@@ -322,9 +318,3 @@ class Pe:
         if ctl & CNT_CTL_ENABLE and self.counter.value >= vcpu.cntv_cval:
             ctl |= CNT_CTL_ISTATUS
         return ctl
-
-
-def _hint(name: str) -> str:
-    """A did-you-mean hint for a program name close to a registered one, or ""."""
-    close = difflib.get_close_matches(name, programs(), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""

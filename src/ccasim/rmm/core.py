@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from ccasim.hw.gpt import Pas
 from ccasim.hw.memory import GRANULE_MASK, GRANULE_SIZE
+from ccasim.rmi.commands import RMI_COMMANDS
 from ccasim.rmi.fid import SMCCC_NOT_SUPPORTED
 from ccasim.rmi.levels import level_shift
 from ccasim.rmi.status import Status, return_code
@@ -15,6 +16,7 @@ from ccasim.rmm.features import RmmFeatures
 from ccasim.rmm.log import LogRecord, SmcCall
 from ccasim.rmm.realm import Realm
 from ccasim.rmm.rec import Rec
+from ccasim.rmm.rmi import HANDLERS
 from ccasim.rmm.s2tt import TABLE, Rtte, Walk
 from ccasim.rmm.types import GranuleState
 
@@ -27,6 +29,8 @@ UNDELEGATED = GranuleState.UNDELEGATED
 NO_OUTPUTS = (0, 0, 0, 0)
 SUCCESS = (0, 0, 0, 0, 0)
 NOT_SUPPORTED = (SMCCC_NOT_SUPPORTED, 0, 0, 0, 0)
+#: FID -> (handler, number of input registers X1..), from the RMI's declaration.
+DISPATCH = {fid: (HANDLERS[fid], len(RMI_COMMANDS[fid].inputs)) for fid in HANDLERS}
 
 
 class Rmm:
@@ -53,16 +57,13 @@ class Rmm:
         self.log: Callable[[LogRecord], None] | None = None
         self.note: str | None = None  # what the running command adds to its log record
         self._delegable = memory.platform.is_delegable
-        from ccasim.rmm.rmi import COMMANDS  # the handlers import this module
-
-        self._commands = COMMANDS
         self._pa_limit = 1 << memory.platform.pa_bits
 
     # -- dispatch ------------------------------------------------------------------------------
 
     def handle_rmi(self, fid: int, args: tuple[int, ...]) -> tuple[int, int, int, int, int]:
         """Run the RMI command ``fid`` with X1.. = ``args``; return X0..X4."""
-        command = self._commands.get(fid)
+        command = DISPATCH.get(fid)
         condition = None
         result: tuple[int, ...]
         if command is None:

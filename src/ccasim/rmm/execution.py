@@ -3,16 +3,13 @@ realm, and REC exit. RMI_REC_ENTER calls :func:`run_rec` once its failure condit
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ccasim import smccc
 from ccasim.arch.gicv3 import HCR_EOICOUNT_MASK
-from ccasim.arch.registers import MASK64
 from ccasim.arch.vmsa import GRANULE_MASK
-from ccasim.guest.exceptions import SynchronousExternalAbort, UndefinedInstruction
 from ccasim.hw.pe import Trap, TrapKind
-from ccasim.hw.vcpu import StopReason, VcpuStop
+from ccasim.isa import StopReason, SynchronousExternalAbort, UndefinedInstruction, VcpuStop
 from ccasim.psci import PSCI_FID_RANGES
 from ccasim.rmi.levels import RTT_PAGE_LEVEL
 from ccasim.rmi.structs import REC_RUN_EXIT_OFFSET, RecEnter, RecExit
@@ -25,11 +22,14 @@ from ccasim.rmi.types import (
     RecExitReason,
 )
 from ccasim.rmm import exits
-from ccasim.rmm.exits import RecExitInfo
+from ccasim.rmm.exits import ExitToHost, RecExitInfo
 from ccasim.rmm.gic import ICH_HCR_HOST_BITS
-from ccasim.rmm.log import SmcCall, VcpuEvent
+from ccasim.rmm.psci import handle_psci
 from ccasim.rmm.realm import Realm
+from ccasim.rmm.realm_call import RealmCall, set_result
 from ccasim.rmm.rec import LastExit, Rec
+from ccasim.rmm.rsi import handle_rsi
+from ccasim.rmm.rsi.host_call import complete_host_call
 from ccasim.rmm.s2tt import ASSIGNED_NS, DESTROYED, EMPTY, RAM, UNASSIGNED
 from ccasim.rmm.stage2 import RealmStage2
 from ccasim.rmm.types import RecState
@@ -37,110 +37,95 @@ from ccasim.rsi import RSI_FID_FIRST, RSI_FID_LAST, RsiStatus
 from ccasim.smccc import NOT_SUPPORTED as SMCCC_NOT_SUPPORTED
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ccasim.rmm.core import Rmm
-
-#: Outputs of an RSI or PSCI call occupy X0..; X0-X16 not written are zero (B1.2).
-RESULT_REGISTERS = 17
-
-
-@dataclass
-class RealmCall:
-    """The context of an RSI or PSCI command: CurrentRealm() and CurrentRec() (B3.15, B3.16)."""
-
-    rmm: Rmm
-    realm: Realm
-    rec: Rec
-
-    @property
-    def args(self) -> list[int]:
-        """X1..X10 as the realm passed them."""
-        return self.rec.gprs[1:11]
-
-    def log_stop(self) -> None:
-        """Record in the log why the REC's program stopped, once per stop."""
-        rec = self.rec
-        stop = rec.vcpu.stop
-        if stop is not None and stop is not rec.logged_stop:
-            rec.logged_stop = stop
-            if self.rmm.log is not None:
-                self.rmm.log(VcpuEvent(rec.addr, str(stop)))
-
-    def log(
-        self,
-        fid: int,
-        args: tuple[int, ...],
-        result: tuple[int, ...],
-        condition: str | None = None,
-        note: str | None = None,
-    ) -> None:
-        """Record the realm's SMC in the RMM's log."""
-        if self.rmm.log is not None:
-            self.rmm.log(SmcCall(fid, args, result, condition, note))
 
 
 def run_rec(rmm: Rmm, rec: Rec, realm: Realm, run_ptr: int, enter: RecEnter) -> None:
     """REC entry, realm execution until a REC exit, and the exit record in ``run_ptr``."""
     rec.state = RecState.RUNNING
     try:
-        info = complete_previous_exit(rmm, rec, realm, enter)
-        if info is None:
+        last, trap = restore(rmm, rec, enter)
+        complete = COMPLETIONS.get(last)
+        try:
+            if complete is not None:
+                complete(rmm, rec, realm, enter, trap)
             info = run_loop(rmm, rec, realm, enter)
+        except ExitToHost as exit_:  # completing the last exit needs the host again
+            info = exit_.info
     finally:
         rec.state = RecState.READY
     record_exit(rmm, rec, info, run_ptr)
     rmm.note = f"exit {info.reason.name}" + (f" ESR {info.esr:#x}" if info.esr else "")
 
 
-# -- REC entry ---------------------------------------------------------------------------
+# -- REC entry (A4.2) ----------------------------------------------------------------------
 
 
-def complete_previous_exit(rmm: Rmm, rec: Rec, realm: Realm, enter: RecEnter) -> RecExitInfo | None:
-    """Restore the REC from ``enter`` and finish what the last REC exit left pending (A4.2).
-
-    Returns an exit when completing a host call fails to write realm memory (A4.2.2).
-    """
+def restore(rmm: Rmm, rec: Rec, enter: RecEnter) -> tuple[LastExit, Trap | None]:
+    """Restore the REC's GIC state from ``enter``; return what the last REC exit was."""
     vcpu = rec.vcpu
     num_lrs = rmm.features.gicv3_num_lrs
     vcpu.gicv3_lrs[:num_lrs] = enter.gicv3_lrs[:num_lrs]
     vcpu.gicv3_hcr = enter.gicv3_hcr & ICH_HCR_HOST_BITS
     if rmm.pe.timer_asserted(vcpu):  # A6.2: let the realm make progress
         vcpu.timer_masked = True
-
     last, trap = rec.last_exit, rec.last_trap
     rec.last_exit, rec.last_trap = LastExit.NONE, None
     rec.emulatable_abort = False
+    return last, trap
+
+
+def complete_sea_injection(
+    rmm: Rmm, rec: Rec, realm: Realm, enter: RecEnter, trap: Trap | None
+) -> None:
+    """A4.2.4: after a data abort at an Unprotected IPA the host may inject an SEA."""
+    if enter.flags & ENTER_INJECT_SEA and trap is not None:
+        rec.vcpu.take_exception(SynchronousExternalAbort(trap.ipa, "injected by the host"))
+
+
+def complete_emulatable_abort(
+    rmm: Rmm, rec: Rec, realm: Realm, enter: RecEnter, trap: Trap | None
+) -> None:
+    """A4.2.3: the host emulated the access (EMUL_MMIO): a write completes, a read returns
+    enter.gprs[0] in the register ISS.SRT names. SEA injection takes precedence."""
     flags = enter.flags
-    if flags & ENTER_INJECT_SEA and last in (LastExit.EMULATABLE_ABORT, LastExit.UNPROTECTED_ABORT):
-        assert trap is not None
-        vcpu.resume = ("raise", SynchronousExternalAbort(trap.ipa, "injected by the host"))
-    elif last is LastExit.EMULATABLE_ABORT and flags & ENTER_EMUL_MMIO:
-        assert trap is not None
+    if flags & ENTER_INJECT_SEA:
+        complete_sea_injection(rmm, rec, realm, enter, trap)
+    elif flags & ENTER_EMUL_MMIO and trap is not None:
         if trap.write:
-            vcpu.resume = ("value", None)
-        else:  # A4.2.3: the register indicated by ISS.SRT gets enter.gprs[0]
+            rec.vcpu.complete()
+        else:
             value = enter.gprs[0] & ((1 << (8 * trap.size)) - 1)
-            vcpu.resume = ("value", value.to_bytes(trap.size, "little"))
-    elif last is LastExit.RIPAS_CHANGE:
-        rec.ripas_response_reject = bool(flags & ENTER_RIPAS_RESPONSE_REJECT)
-        reject = rec.ripas_value is RAM and rec.ripas_addr != rec.ripas_top
-        reject = reject and rec.ripas_response_reject  # RecRipasChangeResponse (B3.40)
-        set_result(rec, RsiStatus.SUCCESS, rec.ripas_addr, int(reject))
-        rec.ripas_addr = rec.ripas_top = 0
-    elif last is LastExit.HOST_CALL:
-        from ccasim.rmm.rsi.host_call import complete_host_call
-
-        return complete_host_call(rmm, rec, realm, enter)
-    elif last is LastExit.PSCI:
-        vcpu.resume = ("regs", None)
-    return None
+            rec.vcpu.complete(value.to_bytes(trap.size, "little"))
 
 
-def set_result(rec: Rec, *outputs: int) -> None:
-    """Write an RSI/PSCI command's outputs to X0.. (others up to X16 zero) and resume."""
-    regs = rec.gprs
-    regs[: len(outputs)] = [v & MASK64 for v in outputs]
-    regs[len(outputs) : RESULT_REGISTERS] = [0] * (RESULT_REGISTERS - len(outputs))
-    rec.vcpu.resume = ("regs", None)
+def complete_ripas_change(
+    rmm: Rmm, rec: Rec, realm: Realm, enter: RecEnter, trap: Trap | None
+) -> None:
+    """A4.2.6, B5.3.6: RSI_IPA_STATE_SET returns how far the host got and whether it
+    rejected the change (RecRipasChangeResponse, B3.40)."""
+    rec.ripas_response_reject = bool(enter.flags & ENTER_RIPAS_RESPONSE_REJECT)
+    reject = rec.ripas_value is RAM and rec.ripas_addr != rec.ripas_top
+    reject = reject and rec.ripas_response_reject
+    set_result(rec, RsiStatus.SUCCESS, rec.ripas_addr, int(reject))
+    rec.ripas_addr = rec.ripas_top = 0
+
+
+def complete_psci(rmm: Rmm, rec: Rec, realm: Realm, enter: RecEnter, trap: Trap | None) -> None:
+    """A4.3.7: the PSCI call returns what the RMM (or RMI_PSCI_COMPLETE) put in X0..X3."""
+    rec.vcpu.complete_smc()
+
+
+#: What REC entry finishes for each kind of REC exit (A4.2); other exits need nothing.
+COMPLETIONS: dict[LastExit, Callable[[Rmm, Rec, Realm, RecEnter, Trap | None], None]] = {
+    LastExit.EMULATABLE_ABORT: complete_emulatable_abort,
+    LastExit.UNPROTECTED_ABORT: complete_sea_injection,
+    LastExit.RIPAS_CHANGE: complete_ripas_change,
+    LastExit.HOST_CALL: complete_host_call,
+    LastExit.PSCI: complete_psci,
+}
 
 
 # -- running -----------------------------------------------------------------------------
@@ -168,7 +153,7 @@ def handle_trap(call: RealmCall, trap: Trap) -> RecExitInfo | None:
     if kind is TrapKind.SMC:
         return handle_smc(call)
     if kind is TrapKind.HVC:  # A4.5: an Unknown exception taken to the realm
-        rec.vcpu.resume = ("raise", UndefinedInstruction("HVC in a realm"))
+        rec.vcpu.take_exception(UndefinedInstruction("HVC in a realm"))
         return None
     if kind is TrapKind.DATA_ABORT:
         return handle_data_abort(call, trap)
@@ -181,9 +166,6 @@ def handle_trap(call: RealmCall, trap: Trap) -> RecExitInfo | None:
 
 def handle_smc(call: RealmCall) -> RecExitInfo | None:
     """An SMC from the realm: RSI, PSCI, or SMCCC_NOT_SUPPORTED for anything else (A4.3.4)."""
-    from ccasim.rmm.psci import handle_psci
-    from ccasim.rmm.rsi import handle_rsi
-
     fid = smccc.function_id(call.rec.gprs[0])
     if RSI_FID_FIRST <= fid <= RSI_FID_LAST:
         return handle_rsi(call, fid)
@@ -199,12 +181,12 @@ def handle_data_abort(call: RealmCall, trap: Trap) -> RecExitInfo | None:
     realm, rec = call.realm, call.rec
     ipa = trap.ipa
     if not ipa < 1 << realm.ipa_width:
-        rec.vcpu.resume = ("raise", SynchronousExternalAbort(ipa, "address size fault"))
+        rec.vcpu.take_exception(SynchronousExternalAbort(ipa, "address size fault"))
         return None
     walk = call.rmm.rtt_walk(realm, ipa & ~GRANULE_MASK, RTT_PAGE_LEVEL)
     if realm.is_protected(ipa):
         if walk.rtte.ripas is EMPTY:
-            rec.vcpu.resume = ("raise", SynchronousExternalAbort(ipa, "RIPAS is EMPTY"))
+            rec.vcpu.take_exception(SynchronousExternalAbort(ipa, "RIPAS is EMPTY"))
             return None
         rec.last_exit, rec.last_trap = LastExit.OTHER, trap  # RAM unassigned, or DESTROYED
         return exits.data_abort(ipa, walk.level)
@@ -229,7 +211,7 @@ def handle_data_abort(call: RealmCall, trap: Trap) -> RecExitInfo | None:
 
 
 def handle_instruction_abort(call: RealmCall, trap: Trap) -> RecExitInfo | None:
-    """Fetching the guest image faulted (A5.2.3, A5.2.9)."""
+    """Fetching the program faulted (A5.2.3, A5.2.9)."""
     realm, rec = call.realm, call.rec
     ipa = trap.ipa
     if ipa < 1 << realm.ipa_width and realm.is_protected(ipa):

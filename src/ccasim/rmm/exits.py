@@ -42,6 +42,15 @@ class RecExitInfo:
     imm: int = 0
 
 
+class ExitToHost(Exception):
+    """The command or completion running for a REC needs the host: the REC exits with
+    ``info``. RSI and PSCI handlers raise it, as they raise CommandFailure for a failure."""
+
+    def __init__(self, info: RecExitInfo) -> None:
+        super().__init__(info.reason.name)
+        self.info = info
+
+
 def fault_status(level: int, permission: bool = False) -> int:
     """DFSC/IFSC of a stage 2 translation (or permission) fault at RTT ``level``."""
     return (FSC_PERMISSION if permission else FSC_TRANSLATION) | (level & 0b11)

@@ -81,7 +81,7 @@ class SmcCall:
 
 @dataclass(frozen=True, slots=True)
 class VcpuEvent:
-    """Why a REC's guest program stopped (``text``: see :class:`ccasim.hw.vcpu.VcpuStop`),
+    """Why a REC's guest program stopped (``text``: see :class:`ccasim.isa.VcpuStop`),
     recorded when the RMM sees it: the model's debug output, not an SMC."""
 
     rec: int

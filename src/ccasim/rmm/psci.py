@@ -12,8 +12,8 @@ from ccasim.psci import (
 )
 from ccasim.rmi.types import RecExitReason
 from ccasim.rmm.errors import CommandFailure
-from ccasim.rmm.execution import RealmCall, set_result
-from ccasim.rmm.exits import RecExitInfo
+from ccasim.rmm.exits import ExitToHost, RecExitInfo
+from ccasim.rmm.realm_call import RealmCall, set_result
 from ccasim.rmm.rec import LastExit, PsciPending
 from ccasim.rmm.types import RealmState
 
@@ -28,7 +28,7 @@ def mpidr_is_used(call: RealmCall, mpidr: int) -> bool:
     return not mpidr & ~MPIDR_AFFINITY and mpidr_el1_to_index(mpidr) < call.realm.rec_index
 
 
-def forward(call: RealmCall, fid: int, *args: int, pending: bool = False) -> RecExitInfo:
+def forward(call: RealmCall, fid: int, *args: int, pending: bool = False) -> ExitToHost:
     """A REC exit due to PSCI: exit.gprs[0] = FID, [1..3] the arguments (A4.3.3, A4.3.7)."""
     rec = call.rec
     rec.psci_pending = PsciPending.PENDING if pending else PsciPending.NONE
@@ -38,7 +38,7 @@ def forward(call: RealmCall, fid: int, *args: int, pending: bool = False) -> Rec
     rec.gprs[:4] = regs
     if not pending:  # completes without RMI_PSCI_COMPLETE: returns PSCI_SUCCESS on re-entry
         rec.gprs[0], rec.gprs[1], rec.gprs[2], rec.gprs[3] = 0, 0, 0, 0
-    return RecExitInfo(RecExitReason.PSCI, gprs=regs)
+    return ExitToHost(RecExitInfo(RecExitReason.PSCI, gprs=regs))
 
 
 def handle_psci(call: RealmCall, fid: int) -> RecExitInfo | None:
@@ -51,39 +51,40 @@ def handle_psci(call: RealmCall, fid: int) -> RecExitInfo | None:
         set_result(rec, failure.status)
         call.log(fid, args, (failure.status,), failure.condition)
         return None
-    if isinstance(result, RecExitInfo):
-        call.log(fid, args, (), note=f"REC exit {result.reason.name}")
-        return result
+    except ExitToHost as exit_:
+        call.log(fid, args, (), note=f"REC exit {exit_.info.reason.name}")
+        return exit_.info
     set_result(rec, result)
     call.log(fid, args, (result,))
     return None
 
 
-def psci_function(call: RealmCall, fid: int, x1: int, x2: int, x3: int) -> int | RecExitInfo:
-    """One PSCI function: its return value, or the REC exit that forwards it to the host."""
+def psci_function(call: RealmCall, fid: int, x1: int, x2: int, x3: int) -> int:
+    """One PSCI function: its return value. A function the host completes raises the REC
+    exit that forwards it (ExitToHost)."""
     if fid == PsciFid.VERSION:
         return PSCI_VERSION_1_1
     if fid == PsciFid.FEATURES:
         supported = (x1 & 0xFFFF_FFFF) in SUPPORTED
         return (PsciReturn.SUCCESS if supported else PsciReturn.NOT_SUPPORTED).encode()
     if fid in (PsciFid.CPU_SUSPEND, PsciFid.CPU_SUSPEND_32):
-        return forward(call, fid, x1 & 0xFFFF_FFFF, x2, x3)
+        raise forward(call, fid, x1 & 0xFFFF_FFFF, x2, x3)
     if fid == PsciFid.CPU_OFF:
         call.rec.runnable = False
-        return forward(call, fid)
+        raise forward(call, fid)
     if fid in CPU_ON_FIDS:
         if not call.realm.is_protected(x2):
             raise CommandFailure("entry", PsciReturn.INVALID_ADDRESS.encode())
         if not mpidr_is_used(call, x1):
             raise CommandFailure("mpidr", PsciReturn.INVALID_PARAMETERS.encode())
-        return forward(call, fid, x1, x2, x3, pending=True)
+        raise forward(call, fid, x1, x2, x3, pending=True)
     if fid in AFFINITY_INFO_FIDS:
         if x2 & 0xFFFF_FFFF != 0:
             raise CommandFailure("target_bound", PsciReturn.INVALID_PARAMETERS.encode())
         if not mpidr_is_used(call, x1):
             raise CommandFailure("target_match", PsciReturn.INVALID_PARAMETERS.encode())
-        return forward(call, fid, x1, x2 & 0xFFFF_FFFF, pending=True)
+        raise forward(call, fid, x1, x2 & 0xFFFF_FFFF, pending=True)
     if fid in (PsciFid.SYSTEM_OFF, PsciFid.SYSTEM_RESET):
         call.realm.state = RealmState.SYSTEM_OFF
-        return forward(call, fid)
+        raise forward(call, fid)
     return PsciReturn.NOT_SUPPORTED.encode()

@@ -6,7 +6,8 @@ import enum
 from dataclasses import dataclass, field
 
 from ccasim.hw.pe import Trap
-from ccasim.hw.vcpu import Vcpu, VcpuStop
+from ccasim.hw.vcpu import Vcpu
+from ccasim.isa import VcpuStop
 from ccasim.rmm.types import RecState, Ripas
 
 

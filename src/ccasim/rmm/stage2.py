@@ -42,11 +42,10 @@ class RealmStage2:
         return None
 
 
-def realm_granule(rmm: Rmm, realm: Realm, ipa: int) -> int | s2tt.Walk:
-    """The PA of the DATA granule mapped at Protected ``ipa`` (granule aligned), or the RTT
-    walk that shows why the RMM cannot access it."""
-    walk = rmm.rtt_walk(realm, ipa, RTT_PAGE_LEVEL)
+def protected_granule(walk: s2tt.Walk, ipa: int) -> int | None:
+    """The PA of the granule holding Protected ``ipa`` if ``walk`` (to it) reached an entry
+    that maps it (ASSIGNED with RIPAS RAM, A5.3.1), else None."""
     entry = walk.rtte
     if entry.state is ASSIGNED and entry.ripas is RAM:
         return entry.addr + (ipa & (levels.level_size(walk.level) - 1) & ~GRANULE_MASK)
-    return walk
+    return None

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ccasim.arch.vmsa import GRANULE_MASK, PA_LIMIT_WITHOUT_LPA2
 from ccasim.rmi import measurement
-from ccasim.rmi.fid import FID
 from ccasim.rmi.levels import RTT_PAGE_LEVEL
 from ccasim.rmi.status import Status
 from ccasim.rmi.types import DATA_MEASURE_CONTENT
-from ccasim.rmm.core import Rmm
 from ccasim.rmm.errors import CommandFailure
 from ccasim.rmm.realm import Realm
-from ccasim.rmm.rmi import command
 from ccasim.rmm.s2tt import ASSIGNED, DESTROYED, RAM, UNASSIGNED, Rtte, Walk, skip_non_live
 from ccasim.rmm.types import GranuleState, RealmState
+
+if TYPE_CHECKING:
+    from ccasim.rmm.core import Rmm
 
 
 def find_page_entry(rmm: Rmm, realm: Realm, data: int, ipa: int) -> Walk:
@@ -33,7 +35,6 @@ def find_page_entry(rmm: Rmm, realm: Realm, data: int, ipa: int) -> Walk:
     return walk
 
 
-@command(FID.DATA_CREATE, 5)
 def data_create(rmm: Rmm, rd: int, data: int, ipa: int, src: int, flags: int) -> tuple[int, ...]:
     """B4.3.1: copy an NS granule into a new DATA granule of a NEW realm and measure it.
 
@@ -63,7 +64,6 @@ def data_create(rmm: Rmm, rd: int, data: int, ipa: int, src: int, flags: int) ->
     return ()
 
 
-@command(FID.DATA_CREATE_UNKNOWN, 3)
 def data_create_unknown(rmm: Rmm, rd: int, data: int, ipa: int) -> tuple[int, ...]:
     """B4.3.2: map a wiped DATA granule at ``ipa``; the RIPAS is unchanged (A5.3.5)."""
     rmm.expect_granule(data, GranuleState.DELEGATED, "data")
@@ -75,7 +75,6 @@ def data_create_unknown(rmm: Rmm, rd: int, data: int, ipa: int) -> tuple[int, ..
     return ()
 
 
-@command(FID.DATA_DESTROY, 2)
 def data_destroy(rmm: Rmm, rd: int, ipa: int) -> tuple[int, ...]:
     """B4.3.3: unmap and wipe the DATA granule at ``ipa``; X1 = its PA, X2 = top.
 

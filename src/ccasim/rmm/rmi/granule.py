@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from ccasim.rmi.fid import FID
-from ccasim.rmm.core import Rmm
+from typing import TYPE_CHECKING
+
 from ccasim.rmm.errors import CommandFailure
-from ccasim.rmm.rmi import command
 from ccasim.rmm.types import GranuleState
 
+if TYPE_CHECKING:
+    from ccasim.rmm.core import Rmm
 
-@command(FID.GRANULE_DELEGATE, 1)
+
 def granule_delegate(rmm: Rmm, addr: int) -> tuple[int, ...]:
     """B4.3.5: UNDELEGATED -> DELEGATED; EL3 moves the granule to the Realm PAS.
 
@@ -24,7 +25,6 @@ def granule_delegate(rmm: Rmm, addr: int) -> tuple[int, ...]:
     return ()
 
 
-@command(FID.GRANULE_UNDELEGATE, 1)
 def granule_undelegate(rmm: Rmm, addr: int) -> tuple[int, ...]:
     """B4.3.6: DELEGATED -> UNDELEGATED; the contents are wiped, then EL3 returns it to NS.
 

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ccasim.hw.memory import GRANULE_SIZE
 from ccasim.rmi import levels, measurement
-from ccasim.rmi.fid import FID
 from ccasim.rmi.status import Status
 from ccasim.rmi.structs import RealmParams
 from ccasim.rmi.types import REALM_FLAG_LPA2, REALM_FLAG_PMU, REALM_FLAG_SVE, HashAlgorithm
 from ccasim.rmm import s2tt
-from ccasim.rmm.core import Rmm
 from ccasim.rmm.errors import CommandFailure
 from ccasim.rmm.features import RmmFeatures
 from ccasim.rmm.realm import Realm
-from ccasim.rmm.rmi import command
 from ccasim.rmm.types import GranuleState, RealmState
+
+if TYPE_CHECKING:
+    from ccasim.rmm.core import Rmm
 
 
 def params_are_valid(params: RealmParams) -> bool:
@@ -68,7 +70,6 @@ def starting_rtt(rtt_index: int, level: int, ipa_width: int) -> list[s2tt.Rtte]:
     ]
 
 
-@command(FID.REALM_CREATE, 2)
 def realm_create(rmm: Rmm, rd: int, params_ptr: int) -> tuple[int, ...]:
     """B4.3.9: create a realm in state NEW with its starting-level RTTs and initial RIM.
 
@@ -123,7 +124,6 @@ def realm_create(rmm: Rmm, rd: int, params_ptr: int) -> tuple[int, ...]:
     return ()
 
 
-@command(FID.REALM_ACTIVATE, 1)
 def realm_activate(rmm: Rmm, rd: int) -> tuple[int, ...]:
     """B4.3.8: NEW -> ACTIVE. Ordering [rd_bound, rd_state] < [realm_state]."""
     realm = rmm.find_realm(rd)
@@ -138,7 +138,6 @@ def realm_is_live(rmm: Rmm, realm: Realm) -> bool:
     return realm.num_recs != 0 or any(s2tt.is_live(rmm.rtts[a]) for a in realm.starting_rtts())
 
 
-@command(FID.REALM_DESTROY, 1)
 def realm_destroy(rmm: Rmm, rd: int) -> tuple[int, ...]:
     """B4.3.10: destroy a realm that is not live. Ordering [rd_bound, rd_state] < [realm_live]."""
     realm = rmm.find_realm(rd)

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ccasim.hw.memory import GRANULE_MASK
 from ccasim.hw.vcpu import Vcpu
 from ccasim.rmi import measurement
-from ccasim.rmi.fid import FID
 from ccasim.rmi.status import Status
 from ccasim.rmi.structs import RecParams
 from ccasim.rmi.types import REC_RUNNABLE, RecMpidr
-from ccasim.rmm.core import Rmm
 from ccasim.rmm.errors import CommandFailure
 from ccasim.rmm.rec import Rec
-from ccasim.rmm.rmi import command
 from ccasim.rmm.types import GranuleState, RealmState, RecState
+
+if TYPE_CHECKING:
+    from ccasim.rmm.core import Rmm
 
 MAX_AUX_GRANULES = 16
 _MPIDR_RESERVED = RecMpidr.reserved_mask()
 
 
-@command(FID.REC_AUX_COUNT, 1)
 def rec_aux_count(rmm: Rmm, rd: int) -> tuple[int, ...]:
     """B4.3.11: RecAuxCount(rd) (B3.36), fixed when the realm is created."""
     return (rmm.find_realm(rd).rec_aux_count,)
@@ -38,7 +39,6 @@ def check_aux(rmm: Rmm, rec: int, aux: list[int]) -> None:
             raise CommandFailure("aux_state")
 
 
-@command(FID.REC_CREATE, 3)
 def rec_create(rmm: Rmm, rd: int, rec: int, params_ptr: int) -> tuple[int, ...]:
     """B4.3.12: create REC number ``rec_index`` of a NEW realm.
 
@@ -87,7 +87,6 @@ def rec_create(rmm: Rmm, rd: int, rec: int, params_ptr: int) -> tuple[int, ...]:
     return ()
 
 
-@command(FID.REC_DESTROY, 1)
 def rec_destroy(rmm: Rmm, rec_ptr: int) -> tuple[int, ...]:
     """B4.3.13: destroy a REC that is not running. [rec_bound, rec_gran_state] < [rec_state]."""
     rec = rmm.find_rec(rec_ptr)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ccasim.arch.registers import MASK64, signed64
 from ccasim.arch.vmsa import (
     DESC_HOST_ATTRS,
@@ -16,16 +18,13 @@ from ccasim.arch.vmsa import (
     oa_field_mask,
 )
 from ccasim.rmi import levels, measurement
-from ccasim.rmi.fid import FID
 from ccasim.rmi.levels import RTT_PAGE_LEVEL
 from ccasim.rmi.status import Status
 from ccasim.rmi.types import Ripas as RmiRipas
 from ccasim.rmi.types import RttEntryState as RmiRttEntryState
 from ccasim.rmm import s2tt
-from ccasim.rmm.core import Rmm
 from ccasim.rmm.errors import CommandFailure
 from ccasim.rmm.realm import Realm
-from ccasim.rmm.rmi import command
 from ccasim.rmm.s2tt import (
     ASSIGNED,
     ASSIGNED_NS,
@@ -37,6 +36,9 @@ from ccasim.rmm.s2tt import (
     Rtte,
 )
 from ccasim.rmm.types import GranuleState, RealmState, RecState, Ripas
+
+if TYPE_CHECKING:
+    from ccasim.rmm.core import Rmm
 
 MIN_BLOCK_LEVEL = 1
 
@@ -82,7 +84,6 @@ def check_unprotected_args(realm: Realm, ipa: int, level: int) -> None:
         raise CommandFailure("ipa_bound")
 
 
-@command(FID.RTT_CREATE, 4)
 def rtt_create(rmm: Rmm, rd: int, rtt: int, ipa: int, level: int) -> tuple[int, ...]:
     """B4.3.15: create a level ``level`` RTT below the entry for ``ipa``, unfolding it (A5.5.7).
 
@@ -106,7 +107,6 @@ def rtt_create(rmm: Rmm, rd: int, rtt: int, ipa: int, level: int) -> tuple[int, 
     return ()
 
 
-@command(FID.RTT_DESTROY, 3)
 def rtt_destroy(rmm: Rmm, rd: int, ipa: int, level: int) -> tuple[int, ...]:
     """B4.3.16: destroy a non-live RTT; X1 = its PA, X2 = top (next live IPA, A5.5.8).
 
@@ -137,7 +137,6 @@ def rtt_destroy(rmm: Rmm, rd: int, ipa: int, level: int) -> tuple[int, ...]:
     return (child, s2tt.skip_non_live(parent, walk.level, ipa))
 
 
-@command(FID.RTT_FOLD, 3)
 def rtt_fold(rmm: Rmm, rd: int, ipa: int, level: int) -> tuple[int, ...]:
     """B4.3.17: destroy a homogeneous RTT, moving its contents into the parent (A5.5.6)."""
     level = signed64(level)  # an Int64 argument (B4.4)
@@ -159,7 +158,6 @@ def rtt_fold(rmm: Rmm, rd: int, ipa: int, level: int) -> tuple[int, ...]:
     return (child,)
 
 
-@command(FID.RTT_READ_ENTRY, 3)
 def rtt_read_entry(rmm: Rmm, rd: int, ipa: int, level: int) -> tuple[int, ...]:
     """B4.3.20: X1 = walk level, X2 = state, X3 = descriptor, X4 = RIPAS of the entry reached.
 
@@ -190,7 +188,6 @@ def rtt_read_entry(rmm: Rmm, rd: int, ipa: int, level: int) -> tuple[int, ...]:
     return (walk.level, RmiRttEntryState.UNASSIGNED, 0, RmiRipas.EMPTY)
 
 
-@command(FID.RTT_MAP_UNPROTECTED, 4)
 def rtt_map_unprotected(rmm: Rmm, rd: int, ipa: int, level: int, desc: int) -> tuple[int, ...]:
     """B4.3.19: map the NS granule (or block) that ``desc`` names at Unprotected ``ipa``."""
     level = signed64(level)  # an Int64 argument (B4.4)
@@ -216,7 +213,6 @@ def rtt_map_unprotected(rmm: Rmm, rd: int, ipa: int, level: int, desc: int) -> t
     return ()
 
 
-@command(FID.RTT_UNMAP_UNPROTECTED, 3)
 def rtt_unmap_unprotected(rmm: Rmm, rd: int, ipa: int, level: int) -> tuple[int, ...]:
     """B4.3.22: remove the mapping at Unprotected ``ipa``; X1 = top (next live IPA)."""
     level = signed64(level)  # an Int64 argument (B4.4)
@@ -242,7 +238,6 @@ def assign_ripas(rtt: list[Rtte], level: int, base: int, top: int, ripas: Ripas)
         rtt[i] = rtt[i]._replace(ripas=ripas)
 
 
-@command(FID.RTT_INIT_RIPAS, 3)
 def rtt_init_ripas(rmm: Rmm, rd: int, base: int, top: int) -> tuple[int, ...]:
     """B4.3.18: set RIPAS RAM over [base, out_top) of a NEW realm and measure each entry.
 
@@ -275,7 +270,6 @@ def rtt_init_ripas(rmm: Rmm, rd: int, base: int, top: int) -> tuple[int, ...]:
     return (walk_top,)
 
 
-@command(FID.RTT_SET_RIPAS, 4)
 def rtt_set_ripas(rmm: Rmm, rd: int, rec_ptr: int, base: int, top: int) -> tuple[int, ...]:
     """B4.3.21: apply part of the RIPAS change a REC requested; X1 = out_top (success only).
 

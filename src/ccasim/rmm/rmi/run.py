@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ccasim.psci import (
     AFFINITY_OFF,
     AFFINITY_ON,
@@ -10,47 +12,46 @@ from ccasim.psci import (
     PsciReturn,
     mpidr_el1_to_index,
 )
-from ccasim.rmi.fid import FID
 from ccasim.rmi.status import Status
 from ccasim.rmi.structs import RecEnter
 from ccasim.rmi.types import ENTER_EMUL_MMIO, ENTER_INJECT_SEA, RecMpidr
-from ccasim.rmm.core import Rmm
 from ccasim.rmm.errors import CommandFailure
 from ccasim.rmm.execution import run_rec
 from ccasim.rmm.gic import gicv3_config_is_valid
 from ccasim.rmm.rec import PsciPending, Rec
-from ccasim.rmm.rmi import command
 from ccasim.rmm.types import RealmState, RecState
 
+if TYPE_CHECKING:
+    from ccasim.rmm.core import Rmm
 
-@command(FID.REC_ENTER, 2)
-def rec_enter(rmm: Rmm, rec_ptr: int, run_ptr: int) -> tuple[int, ...]:
+
+def rec_enter(rmm: Rmm, rec: int, run_ptr: int) -> tuple[int, ...]:
     """B4.3.14: run a REC until it exits; RmiRecExit in the run granule says why (A4).
 
     Ordering [rec_*, run_*] < [rec_state, rec_runnable, rec_mmio, realm_new, system_off,
     rec_gicv3, rec_psci]; among the latter the reference RMM's order is followed.
     """
     rmm.expect_ns_granule(run_ptr, "run")
-    rec = rmm.find_rec(rec_ptr)
-    if rec.state is RecState.RUNNING:
+    entered = rmm.find_rec(rec)
+    if entered.state is RecState.RUNNING:
         raise CommandFailure("rec_state", Status.ERROR_REC)
     enter = RecEnter.unpack(rmm.read_ns_granule(run_ptr))
-    realm = rmm.realms[rec.owner]
+    realm = rmm.realms[entered.owner]
     if realm.state is RealmState.NEW:
         raise CommandFailure("realm_new", Status.ERROR_REALM, 0)
     if realm.state is RealmState.SYSTEM_OFF:
         raise CommandFailure("system_off", Status.ERROR_REALM, 1)
-    if not rec.runnable:
+    if not entered.runnable:
         raise CommandFailure("rec_runnable", Status.ERROR_REC)
-    if rec.psci_pending is PsciPending.PENDING:
+    if entered.psci_pending is PsciPending.PENDING:
         raise CommandFailure("rec_psci", Status.ERROR_REC)
     if not gicv3_config_is_valid(enter.gicv3_hcr, enter.gicv3_lrs, rmm.features.gicv3_num_lrs):
         raise CommandFailure("rec_gicv3", Status.ERROR_REC)
     emul_mmio = enter.flags & ENTER_EMUL_MMIO and not enter.flags & ENTER_INJECT_SEA  # A4.2.3
-    if emul_mmio and not rec.emulatable_abort:
+    if emul_mmio and not entered.emulatable_abort:
         raise CommandFailure("rec_mmio", Status.ERROR_REC)
 
-    run_rec(rmm, rec, realm, run_ptr, enter)
+    run_rec(rmm, entered, realm, run_ptr, enter)
     return ()
 
 
@@ -65,7 +66,6 @@ def psci_return_code_permitted(calling: Rec, target: Rec, status: int) -> bool:
     )
 
 
-@command(FID.PSCI_COMPLETE, 3)
 def psci_complete(rmm: Rmm, calling_rec: int, target_rec: int, status: int) -> tuple[int, ...]:
     """B4.3.7: complete the PSCI_CPU_ON or PSCI_AFFINITY_INFO that ``calling_rec`` made.
 

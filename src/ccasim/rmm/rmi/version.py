@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from ccasim.rmi.fid import FID
+from typing import TYPE_CHECKING
+
 from ccasim.rmi.status import Status
-from ccasim.rmm.core import Rmm
 from ccasim.rmm.errors import CommandFailure
-from ccasim.rmm.rmi import command
+
+if TYPE_CHECKING:
+    from ccasim.rmm.core import Rmm
 
 #: The one RMI revision this RMM implements (B4.1): 1.0.
 RMI_VERSION_MAJOR, RMI_VERSION_MINOR = 1, 0
 RMI_VERSION = RMI_VERSION_MAJOR << 16 | RMI_VERSION_MINOR
 
 
-@command(FID.VERSION, 1)
 def version(rmm: Rmm, req: int) -> tuple[int, ...]:
     """B4.3.23 and B2: negotiate the interface revision.
 
@@ -26,7 +27,6 @@ def version(rmm: Rmm, req: int) -> tuple[int, ...]:
     return (RMI_VERSION, RMI_VERSION)
 
 
-@command(FID.FEATURES, 1)
 def features(rmm: Rmm, index: int) -> tuple[int, ...]:
     """B4.3.4: feature register ``index``; only register 0 exists, others read as zero."""
     return (rmm.features.register0 if index == 0 else 0,)

@@ -1,8 +1,9 @@
 """RSI command handlers (B5.3), one module per command family (as TF-RMM's runtime/rsi/).
 
-A handler takes the :class:`~ccasim.rmm.execution.RealmCall` context and the command's input
-registers. It returns the output registers X0.. (the realm resumes with them), or a
-:class:`~ccasim.rmm.exits.RecExitInfo` when the command needs the host.
+A handler takes the :class:`~ccasim.rmm.realm_call.RealmCall` context and the command's
+input registers (named as in its B5.3 definition). It returns the output registers X0.. (the
+realm resumes with them), raises :class:`~ccasim.rmm.errors.CommandFailure` for a failure
+condition, or raises :class:`~ccasim.rmm.exits.ExitToHost` when the command needs the host.
 """
 
 from __future__ import annotations
@@ -10,30 +11,37 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ccasim.rmm.errors import CommandFailure
-from ccasim.rmm.execution import RealmCall, set_result
-from ccasim.rmm.exits import RecExitInfo
-from ccasim.rsi import RsiFid
+from ccasim.rmm.exits import ExitToHost, RecExitInfo
+from ccasim.rmm.handler_table import check_table
+from ccasim.rmm.realm_call import RealmCall, set_result
+from ccasim.rmm.rsi import attestation, config, host_call, measurement, memory, version
+from ccasim.rsi import RSI_COMMANDS, RsiFid
 from ccasim.smccc import NOT_SUPPORTED as SMCCC_NOT_SUPPORTED
 
-RsiHandler = Callable[..., "tuple[int, ...] | RecExitInfo"]
+RsiHandler = Callable[..., tuple[int, ...]]
 
-#: FID -> (handler, number of input registers after X0)
-COMMANDS: dict[int, tuple[RsiHandler, int]] = {}
+HANDLERS: dict[int, RsiHandler] = {
+    RsiFid.VERSION: version.version,
+    RsiFid.FEATURES: version.features,
+    RsiFid.MEASUREMENT_READ: measurement.measurement_read,
+    RsiFid.MEASUREMENT_EXTEND: measurement.measurement_extend,
+    RsiFid.ATTESTATION_TOKEN_INIT: attestation.attestation_token_init,
+    RsiFid.ATTESTATION_TOKEN_CONTINUE: attestation.attestation_token_continue,
+    RsiFid.REALM_CONFIG: config.realm_config,
+    RsiFid.IPA_STATE_SET: memory.ipa_state_set,
+    RsiFid.IPA_STATE_GET: memory.ipa_state_get,
+    RsiFid.HOST_CALL: host_call.host_call,
+}
+check_table(HANDLERS, RSI_COMMANDS, context=1)
 
-
-def command(fid: RsiFid, nargs: int):
-    """Register the decorated function as the handler of RSI command ``fid``."""
-
-    def register(fn: RsiHandler) -> RsiHandler:
-        COMMANDS[fid] = (fn, nargs)
-        return fn
-
-    return register
+#: FID -> (handler, number of input registers X1..), from the RSI's declaration.
+DISPATCH = {fid: (HANDLERS[fid], len(RSI_COMMANDS[fid].inputs)) for fid in HANDLERS}
 
 
 def handle_rsi(call: RealmCall, fid: int) -> RecExitInfo | None:
-    """Dispatch an RSI command; unknown RSI FIDs return SMCCC_NOT_SUPPORTED (A4.3.4)."""
-    entry = COMMANDS.get(fid)
+    """Run RSI command ``fid`` and log it: None when the realm resumes with its results, or
+    the REC exit it needs. Unknown RSI FIDs return SMCCC_NOT_SUPPORTED (A4.3.4)."""
+    entry = DISPATCH.get(fid)
     if entry is None:
         set_result(call.rec, SMCCC_NOT_SUPPORTED)
         call.log(fid, (), (SMCCC_NOT_SUPPORTED,))
@@ -46,19 +54,9 @@ def handle_rsi(call: RealmCall, fid: int) -> RecExitInfo | None:
         set_result(call.rec, failure.status, *failure.outputs)
         call.log(fid, args, (failure.status, *failure.outputs), failure.condition)
         return None
-    if isinstance(result, RecExitInfo):
-        call.log(fid, args, (), note=f"REC exit {result.reason.name}")
-        return result
+    except ExitToHost as exit_:
+        call.log(fid, args, (), note=f"REC exit {exit_.info.reason.name}")
+        return exit_.info
     set_result(call.rec, *result)
     call.log(fid, args, result)
     return None
-
-
-from ccasim.rmm.rsi import (  # noqa: E402, F401
-    attestation,
-    config,
-    host_call,
-    measurement,
-    memory,
-    version,
-)

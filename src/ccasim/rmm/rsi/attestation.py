@@ -7,15 +7,12 @@ import struct
 from ccasim.arch.registers import MASK64
 from ccasim.arch.vmsa import GRANULE_MASK, GRANULE_SIZE
 from ccasim.rmm.errors import CommandFailure
-from ccasim.rmm.execution import RealmCall
-from ccasim.rmm.exits import RecExitInfo
-from ccasim.rmm.rsi import command
+from ccasim.rmm.realm_call import RealmCall
 from ccasim.rmm.rsi.realm_memory import access_granule
 from ccasim.rmm.token import cca_token
-from ccasim.rsi import RsiFid, RsiStatus
+from ccasim.rsi import RsiStatus
 
 
-@command(RsiFid.ATTESTATION_TOKEN_INIT, 8)
 def attestation_token_init(call: RealmCall, *challenge: int) -> tuple[int, ...]:
     """B5.3.2: start a token for the 64-byte challenge in X1..X8; X1 = an upper bound on the
     token's size. Any operation already in progress on this REC is abandoned."""
@@ -28,10 +25,9 @@ def attestation_token_init(call: RealmCall, *challenge: int) -> tuple[int, ...]:
     return (RsiStatus.SUCCESS, upper_bound)
 
 
-@command(RsiFid.ATTESTATION_TOKEN_CONTINUE, 3)
 def attestation_token_continue(
     call: RealmCall, addr: int, offset: int, size: int
-) -> tuple[int, ...] | RecExitInfo:
+) -> tuple[int, ...]:
     """B5.3.1: copy the next part of the token (at most ``size`` bytes) to ``addr + offset``.
 
     Returns RSI_INCOMPLETE while more of the token remains, RSI_SUCCESS with the last part.
@@ -50,8 +46,6 @@ def attestation_token_continue(
     if not rec.attest_in_progress:
         raise CommandFailure("state", RsiStatus.ERROR_STATE)
     pa = access_granule(call, addr)
-    if not isinstance(pa, int):
-        return pa
     chunk = rec.attest_token[rec.attest_offset : rec.attest_offset + size]
     call.rmm.mem.memory.write(pa + offset, chunk)
     rec.attest_offset += len(chunk)

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from ccasim.hw.memory import GRANULE_MASK
 from ccasim.rmm.errors import CommandFailure
-from ccasim.rmm.execution import RealmCall
-from ccasim.rmm.exits import RecExitInfo
-from ccasim.rmm.rsi import command
+from ccasim.rmm.realm_call import RealmCall
 from ccasim.rmm.rsi.realm_memory import access_granule
-from ccasim.rsi import RealmConfig, RsiFid, RsiStatus
+from ccasim.rsi import RealmConfig, RsiStatus
 
 
-@command(RsiFid.REALM_CONFIG, 1)
-def realm_config(call: RealmCall, addr: int) -> tuple[int, ...] | RecExitInfo:
+def realm_config(call: RealmCall, addr: int) -> tuple[int, ...]:
     """B5.3.9: write RsiRealmConfig (IPA width, hash algorithm, RPV) to the granule at ``addr``."""
     realm = call.realm
     if addr & GRANULE_MASK:
@@ -20,8 +17,6 @@ def realm_config(call: RealmCall, addr: int) -> tuple[int, ...] | RecExitInfo:
     if not realm.is_protected(addr):
         raise CommandFailure("addr_bound", RsiStatus.ERROR_INPUT)
     pa = access_granule(call, addr)
-    if not isinstance(pa, int):
-        return pa
     cfg = RealmConfig(realm.ipa_width, realm.hash_algo, realm.rpv)
     call.rmm.mem.memory.write(pa, cfg.pack())
     return (RsiStatus.SUCCESS,)

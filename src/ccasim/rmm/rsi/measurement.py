@@ -6,14 +6,12 @@ import struct
 
 from ccasim.rmi import measurement
 from ccasim.rmm.errors import CommandFailure
-from ccasim.rmm.execution import RealmCall
-from ccasim.rmm.rsi import command
-from ccasim.rsi import RsiFid, RsiStatus
+from ccasim.rmm.realm_call import RealmCall
+from ccasim.rsi import RsiStatus
 
 _DOUBLEWORDS = struct.Struct("<8Q")
 
 
-@command(RsiFid.MEASUREMENT_READ, 1)
 def measurement_read(call: RealmCall, index: int) -> tuple[int, ...]:
     """B5.3.8: the RIM (index 0) or a REM (1-4: REM0..REM3), as eight doublewords, zero
     padded."""
@@ -22,7 +20,6 @@ def measurement_read(call: RealmCall, index: int) -> tuple[int, ...]:
     return (RsiStatus.SUCCESS, *_DOUBLEWORDS.unpack(call.realm.measurements[index]))
 
 
-@command(RsiFid.MEASUREMENT_EXTEND, 10)
 def measurement_extend(call: RealmCall, index: int, size: int, *value: int) -> tuple[int, ...]:
     """B5.3.7: REM[index] = H(REM[index] || the first ``size`` bytes of X3..X10) (B3.42)."""
     if not 1 <= index <= 4:

@@ -7,14 +7,13 @@ from ccasim.rmi import levels
 from ccasim.rmi.levels import RTT_PAGE_LEVEL
 from ccasim.rmi.types import RecExitReason
 from ccasim.rmm.errors import CommandFailure
-from ccasim.rmm.execution import RealmCall
-from ccasim.rmm.exits import RecExitInfo
+from ccasim.rmm.exits import ExitToHost, RecExitInfo
 from ccasim.rmm.realm import Realm
+from ccasim.rmm.realm_call import RealmCall
 from ccasim.rmm.rec import LastExit
-from ccasim.rmm.rsi import command
 from ccasim.rmm.s2tt import TABLE
 from ccasim.rmm.types import Ripas
-from ccasim.rsi import RIPAS_CHANGE_DESTROYED, RsiFid, RsiRipas, RsiStatus
+from ccasim.rsi import RIPAS_CHANGE_DESTROYED, RsiRipas, RsiStatus
 
 RSI_RIPAS = {
     Ripas.EMPTY: RsiRipas.EMPTY,
@@ -43,7 +42,6 @@ def check_range(base: int, top: int, realm: Realm, top_id: str) -> None:
         raise CommandFailure("rgn_bound", RsiStatus.ERROR_INPUT)
 
 
-@command(RsiFid.IPA_STATE_GET, 2)
 def ipa_state_get(call: RealmCall, base: int, top: int) -> tuple[int, ...]:
     """B5.3.5: the RIPAS at ``base`` and how far from base it stays the same (out_top)."""
     realm = call.realm
@@ -60,10 +58,7 @@ def ipa_state_get(call: RealmCall, base: int, top: int) -> tuple[int, ...]:
     return (RsiStatus.SUCCESS, min(out_top, top), RSI_RIPAS[ripas])
 
 
-@command(RsiFid.IPA_STATE_SET, 4)
-def ipa_state_set(
-    call: RealmCall, base: int, top: int, ripas: int, flags: int
-) -> tuple[int, ...] | RecExitInfo:
+def ipa_state_set(call: RealmCall, base: int, top: int, ripas: int, flags: int) -> tuple[int, ...]:
     """B5.3.6: request a RIPAS change of [base, top); the host applies it (A5.4).
 
     The REC exits with RMI_EXIT_RIPAS_CHANGE; on the next entry X1 is how far the change went
@@ -78,6 +73,6 @@ def ipa_state_set(
     rec.ripas_value = Ripas.RAM if ripas == RsiRipas.RAM else Ripas.EMPTY
     rec.ripas_destroyed = bool(flags & RIPAS_CHANGE_DESTROYED)
     rec.last_exit = LastExit.RIPAS_CHANGE
-    return RecExitInfo(
-        RecExitReason.RIPAS_CHANGE, ripas_base=base, ripas_top=top, ripas_value=ripas
+    raise ExitToHost(
+        RecExitInfo(RecExitReason.RIPAS_CHANGE, ripas_base=base, ripas_top=top, ripas_value=ripas)
     )

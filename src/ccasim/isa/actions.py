@@ -1,4 +1,10 @@
-"""The architectural actions a guest program performs, one per ``yield``."""
+"""The architectural actions a program performs, one per ``yield``.
+
+Loads and stores are what one AArch64 load or store does: 1, 2, 4 or 8 bytes, naturally
+aligned (what an MMIO exit can report), or a whole 4 KiB granule at a granule-aligned IPA
+(a ``DC ZVA``-like block move, for copying pages). Anything else is a ValueError in the
+program that asks for it.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,11 @@ from dataclasses import dataclass
 
 from ccasim.arch.registers import MASK64
 from ccasim.arch.vmsa import GRANULE_SIZE
+from ccasim.isa.debug import VcpuStop
 
 
 class Action:
-    """Base class of everything a guest program may yield."""
+    """Base class of everything a program may yield."""
 
 
 @dataclass(frozen=True)
@@ -32,7 +39,7 @@ class Smc(Action):
 @dataclass(frozen=True)
 class Hvc(Action):
     """``HVC #imm``. In a realm this takes an Unknown exception (A4.5): the ``yield`` raises
-    :class:`~ccasim.guest.UndefinedInstruction`. Realms call the host with RSI_HOST_CALL."""
+    :class:`~ccasim.isa.UndefinedInstruction`. Realms call the host with RSI_HOST_CALL."""
 
     imm: int
     args: tuple[int, ...] = ()
@@ -113,3 +120,12 @@ class SetTimer(Action):
     cval: int
     enable: bool = True
     mask: bool = False
+
+
+@dataclass(frozen=True)
+class ReportStop(Action):
+    """Tell the debugger why the program stops (like Arm semihosting's exit report on a
+    model): the PE records ``stop`` on the vCPU's console and carries on; no exception is
+    taken. The guest runtime issues it before the PSCI call that ends the vCPU."""
+
+    stop: VcpuStop
