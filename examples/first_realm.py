@@ -43,7 +43,7 @@ m.ns_write(src, b"\xa5" * 4096)
 rmi.data_create(rd, delegated(), 0x1000, src, DATA_MEASURE_CONTENT).check()
 print(f"RIM after DATA_CREATE      {m.realm_measurements(rd)[0].hex()}")
 
-aux = [delegated() for _ in range(rmi.rec_aux_count(rd).check()[1])]
+aux = [delegated() for _ in range(rmi.rec_aux_count(rd).check().aux_count)]
 rec_params = RecParams(
     flags=REC_RUNNABLE,
     mpidr=RecMpidr.from_index(0).encode(),

@@ -67,7 +67,7 @@ for i in range(16):  # measured image, then zeros: 64 KiB of populated RAM
     rmi.data_create(rd, delegated(), RAM + i * 4096, src, DATA_MEASURE_CONTENT).check()
 shared = next(free)  # stays in the Normal world: the host reads what the realm writes
 rmi.rtt_map_unprotected(rd, SHARED, 3, shared | NORMAL_RW).check()
-aux = [delegated() for _ in range(rmi.rec_aux_count(rd).check()[1])]
+aux = [delegated() for _ in range(rmi.rec_aux_count(rd).check().aux_count)]
 rec = delegated()
 rec_params = RecParams(
     flags=REC_RUNNABLE, mpidr=RecMpidr.from_index(0).encode(), pc=RAM,
@@ -89,7 +89,7 @@ while True:
             rmi.data_create_unknown(rd, delegated(), ipa).check()
         base = exit_.ripas_base
         while base < exit_.ripas_top:
-            base = rmi.rtt_set_ripas(rd, rec, base, exit_.ripas_top).check()[1]
+            base = rmi.rtt_set_ripas(rd, rec, base, exit_.ripas_top).check().out_top
     elif exit_.exit_reason == RecExitReason.HOST_CALL:
         if exit_.imm == 2:
             token = m.ns_read(shared, exit_.gprs[0])

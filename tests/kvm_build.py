@@ -53,7 +53,7 @@ class KvmRealm:
                 assert result.index < level, (hex(ipa), result.index, level)
                 self.create_rtt_levels(ipa, result.index, level)
                 continue
-            ipa = result.check()[1]
+            ipa = result.check().out_top
 
     def data_create(self, ipa: int, content: bytes | memoryview | None) -> None:
         data = self.host.delegated()

@@ -151,7 +151,7 @@ class Host:
         return RecParams(**values)
 
     def aux_count(self, realm: RealmHandle) -> int:
-        return self.rmi.rec_aux_count(realm.rd).check()[1]
+        return self.rmi.rec_aux_count(realm.rd).check().aux_count
 
     def rec(self, realm: RealmHandle, index: int = 0, runnable: bool = True, **kw) -> int:
         params = self.rec_params(realm, index, runnable, **kw)

@@ -48,3 +48,21 @@ def test_every_command_has_exactly_one_handler_taking_its_inputs(handlers, table
         if rest and rest[-1].kind is inspect.Parameter.VAR_POSITIONAL:
             continue  # X1..X8 or X3..X10 taken as one group
         assert [p.name for p in rest] == list(table[fid].inputs), table[fid].name
+
+
+def test_results_name_their_outputs():
+    """B4.3.x.1.3 names: a host reads ``.aux_count``, ``.walk_level``, ``.out_top``..."""
+    from support import Host
+
+    host = Host()
+    realm = host.realm()
+    assert host.rmi.rec_aux_count(realm.rd).check().aux_count == 16
+    entry = host.rmi.rtt_read_entry(realm.rd, 0, 0).check()
+    assert entry.outputs == {"walk_level": 0, "state": 0, "desc": 0, "ripas": 0}
+    assert (entry.walk_level, entry.regs) == (0, (0, 0, 0, 0, 0))
+    version = host.rmi.version(0x20000)
+    assert not version.ok and (version.lower, version.higher) == (0x10000, 0x10000)
+    with pytest.raises(AttributeError, match="RMI_RTT_READ_ENTRY has no output 'top'"):
+        _ = entry.top
+    unknown = host.rmi.call(0xC400_018F)
+    assert unknown.not_supported and unknown.outputs == {} and unknown.command == "FID 0xc400018f"

@@ -686,7 +686,7 @@ def test_capabilities_from_the_rmms_own_feature_register(capsys, files):
     """B4.4.6: RMI_FEATURES(0) of the machine the realm will run on gives its capabilities;
     a prediction from them matches the realm built there."""
     host = Host(ccasim.Machine(features=RmmFeatures(num_bps=6, num_wps=4, max_sve_vl=3)))
-    register0 = host.rmi.features(0).check()[1]
+    register0 = host.rmi.features(0).check().value
     caps = Capabilities.from_rmi_features(register0)
     assert caps == Capabilities(ipa_bits=48, lpa2=False, sve_vl=512, num_bps=6, num_wps=4,
                                 pmu=True, pmu_num_ctrs=31)  # fmt: skip

@@ -354,7 +354,7 @@ def apply_ripas_change(host, launched, exit_, steps=1):
     rec = launched.recs[0]
     base, top = exit_.ripas_base, exit_.ripas_top
     for _ in range(steps):
-        base = host.rmi.rtt_set_ripas(launched.rd, rec, base, top).check()[1]
+        base = host.rmi.rtt_set_ripas(launched.rd, rec, base, top).check().out_top
     return base
 
 

@@ -271,7 +271,7 @@ def test_data_destroy_success(before, after):
     else:
         host.rmi.data_create_unknown(realm.rd, data, IPA).check()
     result, changed = call_changes(host, FID.DATA_DESTROY, realm.rd, IPA)
-    assert result.ok and result[1] == data
+    assert result.ok and result.data == data
     assert host.rmi.rtt_read_entry(realm.rd, IPA, 3)[1:] == (3, 0, 0, after)
     assert host.m.granule_state(data) == "DELEGATED"
     assert {k[0] for k in changed} <= {"granule", "rtte", "mem"}

@@ -76,7 +76,7 @@ def test_init_ripas_success_page_level():
     realm = host.realm()
     host.tables(realm, 0, 3)
     result, changed = call_changes(host, FID.RTT_INIT_RIPAS, realm.rd, 0x3000, 0x9000)
-    assert result.ok and result[1] == 0x9000
+    assert result.ok and result.out_top == 0x9000
     assert [ripas_of(host, realm, a) for a in range(0x2000, 0xA000, 0x1000)] == [0] + [1] * 6 + [0]
     assert {k[0] for k in changed} == {"rtte", "realm"}
     assert {k for k in changed if k[0] == "realm"} == {("realm", realm.rd, "measurements")}
@@ -219,7 +219,7 @@ def test_set_ripas_success_partial_and_complete():
     host.tables(realm, 0x20_0000, 3)
     pending_ripas_change(host, rec, 0x1F_E000, 0x20_2000, Ripas.RAM)
     result, changed = call_changes(host, FID.RTT_SET_RIPAS, realm.rd, rec, 0x1F_E000, 0x20_2000)
-    assert result.ok and result[1] == 0x20_0000
+    assert result.ok and result.out_top == 0x20_0000
     assert changed == {("rtte", k[1], k[2]) for k in changed if k[0] == "rtte"} | {
         ("rec", rec, "ripas_addr")
     }

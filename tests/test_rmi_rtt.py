@@ -193,8 +193,8 @@ def test_rtt_destroy_success():
     rtts = host.tables(realm, 0x20_0000, 3)
     host.tables(realm, 0x60_0000, 3)
     result, changed = call_changes(host, FID.RTT_DESTROY, realm.rd, 0x20_0000, 3)
-    assert result.ok and result[1] == rtts[-1]
-    assert result[2] == 0x60_0000  # the next live entry of the level 2 RTT
+    assert result.ok and result.rtt == rtts[-1]
+    assert result.top == 0x60_0000  # the next live entry of the level 2 RTT
     assert host.rmi.rtt_read_entry(realm.rd, 0x20_0000, 3)[1:] == (2, 0, 0, 2)
     assert host.m.granule_state(rtts[-1]) == "DELEGATED"
     assert {k for k in changed if k[0] != "rtte" or k[1] != rtts[-1]} == {
@@ -247,7 +247,7 @@ def test_rtt_fold_unassigned(ripas_pages):
     if ripas_pages:
         host.rmi.rtt_init_ripas(realm.rd, 0x20_0000, 0x40_0000).check()
     result, changed = call_changes(host, FID.RTT_FOLD, realm.rd, 0x20_0000, 3)
-    assert result.ok and result[1] == rtt
+    assert result.ok and result.rtt == rtt
     assert host.rmi.rtt_read_entry(realm.rd, 0x20_0000, 3)[1:] == (2, 0, 0, int(bool(ripas_pages)))
     assert host.m.granule_state(rtt) == "DELEGATED"
 
@@ -378,7 +378,7 @@ def test_map_and_unmap_unprotected_success():
     assert host.rmi.rtt_read_entry(realm.rd, ipa, 3)[1:] == (3, 1, DRAM0 | NS_ATTRS, 0)
     host.rmi.rtt_map_unprotected(realm.rd, ipa + 0x9000, 3, DRAM0 | NS_ATTRS).check()
     result, changed = call_changes(host, FID.RTT_UNMAP_UNPROTECTED, realm.rd, ipa, 3)
-    assert result.ok and result[1] == ipa + 0x9000 and len(changed) == 1
+    assert result.ok and result.top == ipa + 0x9000 and len(changed) == 1
     assert host.rmi.rtt_read_entry(realm.rd, ipa, 3)[1:] == (3, 0, 0, 0)
 
 

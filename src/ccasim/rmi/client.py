@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from ccasim.rmi.commands import RMI_COMMANDS
 from ccasim.rmi.fid import FID, SMCCC_NOT_SUPPORTED
 from ccasim.rmi.status import Status, decode_return_code, describe_return_code
 from ccasim.rmi.structs import REC_RUN_EXIT_OFFSET, RealmParams, RecEnter, RecExit, RecParams
@@ -33,10 +34,15 @@ class RmiError(Exception):
 
 @dataclass(frozen=True)
 class RmiResult:
-    """X0..X4 of an RMI call, with X0 decoded."""
+    """X0..X4 of an RMI call, with X0 decoded and the outputs named as the spec names them
+    (B4.3.x.1.3): ``rmi.rec_aux_count(rd).check().aux_count``,
+    ``rmi.rtt_read_entry(rd, ipa, 3).walk_level``. ``regs`` (or indexing) gives the raw
+    registers; after a failure, outputs the spec leaves undefined read as the RMM left them.
+    """
 
     command: str
     regs: tuple[int, int, int, int, int]
+    fid: int | None = None
 
     @property
     def x0(self) -> int:
@@ -58,11 +64,26 @@ class RmiResult:
     def not_supported(self) -> bool:
         return self.regs[0] == SMCCC_NOT_SUPPORTED
 
+    @property
+    def outputs(self) -> dict[str, int]:
+        """The command's output registers X1.. by name (empty for an unknown FID)."""
+        function = RMI_COMMANDS.get(self.fid) if self.fid is not None else None
+        names = function.outputs if function is not None else ()
+        return dict(zip(names, self.regs[1:], strict=False))
+
     def check(self) -> RmiResult:
         """Return self on success, else raise :class:`RmiError`."""
         if not self.ok:
             raise RmiError(self.command, self)
         return self
+
+    def __getattr__(self, name: str) -> int:
+        if name.startswith("_") or "fid" not in self.__dict__:  # copying, unpickling
+            raise AttributeError(name)
+        outputs = self.outputs
+        if name in outputs:
+            return outputs[name]
+        raise AttributeError(f"{self.command} has no output {name!r} (outputs: {list(outputs)})")
 
     def __getitem__(self, i: int) -> int:
         return self.regs[i]
@@ -78,7 +99,9 @@ class Rmi:
         self.host = host
 
     def call(self, fid: FID, *args: int) -> RmiResult:
-        return RmiResult(f"RMI_{fid.name}", self.host.smc(fid, *args))
+        function = RMI_COMMANDS.get(fid)
+        name = function.name if function is not None else f"FID {fid:#x}"
+        return RmiResult(name, self.host.smc(fid, *args), fid)
 
     def version(self, requested: int = 0x10000) -> RmiResult:
         return self.call(FID.VERSION, requested)
