@@ -26,7 +26,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ccasim import attest
-from ccasim.measure import Capabilities, RimCalculator, vmm_args
+from ccasim.measure import Capabilities, RimCalculator
+from ccasim.vmm import kvmtool
 
 VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
 TOKENS = [
@@ -105,7 +106,7 @@ def bench_measure() -> None:
         baseline = time.perf_counter() - start
 
         start = time.perf_counter()
-        rim = RimCalculator(vmm_args.kvmtool(HOST, argv, None)).compute()[0]
+        rim = RimCalculator(kvmtool.launch(HOST, argv, None)).compute()[0]
         inproc = time.perf_counter() - start
 
         caps = ["--ipa-bits", "48", "--num-bps", "6", "--num-wps", "4", "--sve-vl", "0"]

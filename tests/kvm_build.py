@@ -1,7 +1,7 @@
 """Realm construction as Linux KVM (the RMM 1.0 Arm CCA series, ``arch/arm64/kvm/rme.c``)
 performs it for a VMM, driven only through ``Machine.smc`` and NS memory.
 
-The agreement tests build a :class:`~ccasim.measure.RealmImage` with these RMI calls and
+The agreement tests build a :class:`~ccasim.measure.Launch` with these RMI calls and
 compare the RMM's RIM with the calculator's. What matters for the RIM is reproduced as KVM does
 it: RMI_REALM_CREATE with the start level and concatenated root RTTs KVM derives from the IPA
 size; RMI_RTT_INIT_RIPAS over each RAM range, creating RTTs only when the RMM answers
@@ -12,7 +12,7 @@ RMI_REC_CREATE per vCPU, only the boot vCPU runnable; unmeasured pages; RMI_REAL
 
 from __future__ import annotations
 
-from ccasim.measure import RealmImage
+from ccasim.measure import Launch
 from ccasim.rmi import Status, levels
 from support import GRANULE, Host, RealmHandle
 
@@ -22,7 +22,7 @@ DATA_MEASURE = 1
 class KvmRealm:
     """One realm under construction, holding what KVM keeps in ``struct realm``."""
 
-    def __init__(self, host: Host, image: RealmImage, vmid: int = 1) -> None:
+    def __init__(self, host: Host, image: Launch, vmid: int = 1) -> None:
         self.host = host
         self.rmi = host.rmi
         self.image = image

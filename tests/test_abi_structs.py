@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ccasim.measure import Capabilities, RealmImage, RimCalculator
+from ccasim.measure import Capabilities, Launch, RimCalculator
 from ccasim.rmi import RealmParams, RecEnter, RecExit, RecParams, measurement
 from ccasim.rmi.types import REALM_FLAG_SVE, HashAlgorithm
 
@@ -42,7 +42,7 @@ def test_a_count_written_as_an_encoding_is_another_realm():
     """The trap the docs warn of: num_bps=2 asks for three breakpoints, so its RIM is not the
     one ``ccasim measure --num-bps 2`` predicts, which is from_counts(breakpoints=2)'s."""
     caps = Capabilities(ipa_bits=48, num_bps=2, num_wps=2, sve_vl=0, pmu=False, hash_algo="sha256")
-    calculator = RimCalculator(RealmImage(caps, [], [], 0, 0))
+    calculator = RimCalculator(Launch(caps, [], [], 0, 0))
     calculator.compute()
     predicted = calculator.steps[0].rim  # after REALM_CREATE
     right = RealmParams.from_counts(breakpoints=2, watchpoints=2, s2sz=48)

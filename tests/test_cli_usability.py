@@ -16,7 +16,7 @@ from ccasim import attest, guest
 from ccasim.cli import main
 from ccasim.guest import rsi
 from ccasim.measure import Capabilities
-from ccasim.measure.capabilities import load_toml
+from ccasim.vmm.capabilities import load_toml
 from support import RAM_BASE, Host
 from test_attest import ccasim_token
 

@@ -28,15 +28,15 @@ from ccasim.measure import (
     Blob,
     Capabilities,
     CapabilityError,
-    RealmImage,
+    Launch,
+    LaunchError,
     Region,
     RimCalculator,
-    vmm_args,
 )
-from ccasim.measure.capabilities import load_toml
 from ccasim.rmi import levels
 from ccasim.rmm.features import RmmFeatures
-from ccasim.vmm import fdt
+from ccasim.vmm import fdt, kvmtool, qemu
+from ccasim.vmm.capabilities import load_toml
 from kvm_build import KvmRealm
 from support import Host
 from test_measurement import KAT_DATA, KAT_REALM_SHA256, KAT_REALM_SHA512, KAT_REC, KAT_RIPAS
@@ -67,12 +67,12 @@ def rim_lines(out: str) -> dict[str, str]:
     return {k: v for k, v in pairs if re.fullmatch(r"RIM|REM\d", k)}
 
 
-def built(image: RealmImage, vcpus: int = 1) -> list[bytes]:
+def built(image: Launch, vcpus: int = 1) -> list[bytes]:
     """The realm built through Machine.smc as KVM would; its RIM and REMs."""
     return KvmRealm(Host(), image).build(vcpus)
 
 
-def predicted(image: RealmImage) -> list[bytes]:
+def predicted(image: Launch) -> list[bytes]:
     size = 32 if image.caps.hash_algo == "sha256" else 64
     return [m[:size] for m in RimCalculator(image).compute()]
 
@@ -106,7 +106,7 @@ def test_rim_known_answers_through_the_cli(capsys, tmp_path):
 
 def test_sha512_realm_create_known_answer():
     caps = Capabilities(ipa_bits=48, num_bps=2, num_wps=2, sve_vl=0, pmu=False, hash_algo="sha512")
-    calc = RimCalculator(RealmImage(caps, [], [], pc=0, x0=0))
+    calc = RimCalculator(Launch(caps, [], [], pc=0, x0=0))
     calc.compute()
     assert calc.steps[0].rim.hex() == KAT_REALM_SHA512
 
@@ -165,7 +165,7 @@ def test_ripas_blocks_are_maximal_rtt_entries(ipa_bits, base, pages):
 def test_kvmtool_realm_agrees_with_rmi_construction(files):
     kernel, initrd, _ = files
     argv = ["--realm", "-c", "2", "-m", "512M", "-k", str(kernel), "-i", str(initrd), "-p", "quiet"]
-    image = vmm_args.kvmtool(HOST, argv, None)
+    image = kvmtool.launch(HOST, argv, None)
     assert image.caps.ipa_bits == 33 and image.caps.hash_algo == "sha256"
     dtb = next(b for b in image.blobs if b.name == "dtb")
     # as a real kvmtool populated it for -m 512 (../shared/rmm-logs/opencca-fosdem2026-demo.txt:
@@ -185,7 +185,7 @@ def test_arm_cca_forge_kvmtool_command_line(files):
     argv = ["--realm", "--disable-sve", "--irqchip=gicv3-its", "--firmware", str(firmware)]
     argv += ["-c", "1", "-m", "512", "--no-pvtime", "--force-pci", "--disk", "guest-disk.img"]
     argv += ["--measurement-algo=sha256", "--restricted_mem"]
-    image = vmm_args.kvmtool(HOST, argv, None)
+    image = kvmtool.launch(HOST, argv, None)
     assert [b.name for b in image.blobs] == ["firmware", "dtb"]
     assert image.caps.hash_algo == "sha256" and image.realm_params().sve_vl == 0
     assert built(image) == predicted(image)
@@ -193,7 +193,7 @@ def test_arm_cca_forge_kvmtool_command_line(files):
 
 def test_small_kvmtool_realm_puts_the_dtb_2mib_below_the_end_of_ram(files):
     kernel, _, _ = files
-    image = vmm_args.kvmtool(HOST, ["--realm", "-c", "1", "-m", "64", "-k", str(kernel)], None)
+    image = kvmtool.launch(HOST, ["--realm", "-c", "1", "-m", "64", "-k", str(kernel)], None)
     assert next(b for b in image.blobs if b.name == "dtb").ipa == 0x8000_0000 + 62 * MiB
     assert built(image) == predicted(image)
 
@@ -202,7 +202,7 @@ def test_kvmtool_firmware_realm_agrees(files):
     _, _, firmware = files
     argv = ["--realm", "-c", "1", "-m", "1G", "--firmware", str(firmware)]
     argv += ["--measurement-algo", "sha512"]
-    image = vmm_args.kvmtool(HOST, argv, None)
+    image = kvmtool.launch(HOST, argv, None)
     assert image.pc == 0x8000_0000 and image.caps.hash_algo == "sha512" and not image.notes
     assert next(b for b in image.blobs if b.name == "dtb").ipa == 0x8000_0000 + GiB - 2 * MiB
     assert built(image) == predicted(image)
@@ -214,7 +214,7 @@ def test_qemu_realm_agrees_with_rmi_construction(files):
     argv = ["-M", "virt", "-cpu", "host", "-enable-kvm", "-m", "1G", "-smp", "2"]
     argv += ["-kernel", str(kernel), "-initrd", str(initrd), "-append", "console=hvc0"]
     argv += ["-object", f"rme-guest,id=r0,personalization-value={rpv}"]
-    image = vmm_args.qemu(HOST, argv, None)
+    image = qemu.launch(HOST, argv, None)
     assert image.caps.ipa_bits == 41 and image.caps.hash_algo == "sha512"
     assert image.rpv == bytes(range(64))
     by_name = {b.name: b for b in image.blobs}
@@ -228,7 +228,7 @@ def test_qemu_firmware_realm_agrees(files):
     kernel, _, firmware = files
     argv = ["-m", "256M", "-bios", str(firmware), "-kernel", str(kernel)]
     argv += ["-object", "rme-guest,id=r0,measurement-algorithm=sha256"]
-    image = vmm_args.qemu(HOST, argv, None)
+    image = qemu.launch(HOST, argv, None)
     assert image.notes == [
         "with -bios, QEMU hands -kernel and -initrd to the firmware (fw_cfg): not in the RIM"
     ]
@@ -240,13 +240,13 @@ def test_qemu_firmware_realm_agrees(files):
 
 def test_measurement_logs_are_populated_unmeasured_after_the_rec(files):
     kernel, initrd, _ = files
-    kvmtool = ["--realm", "-c", "1", "-m", "512M", "-k", str(kernel), "-i", str(initrd)]
-    plain = vmm_args.kvmtool(HOST, kvmtool, None)
-    logged = vmm_args.kvmtool(HOST, [*kvmtool, "--measurement-log"], None)
+    kvm_argv = ["--realm", "-c", "1", "-m", "512M", "-k", str(kernel), "-i", str(initrd)]
+    plain = kvmtool.launch(HOST, kvm_argv, None)
+    logged = kvmtool.launch(HOST, [*kvm_argv, "--measurement-log"], None)
     assert [(r.ipa, r.size) for r in logged.unmeasured] == [(0x8FFF_0000, 64 * 1024)]
     assert predicted(plain) != predicted(logged) == built(logged)
-    qemu = ["-m", "1G", "-kernel", str(kernel), "-object", "rme-guest,measurement-log=on"]
-    image = vmm_args.qemu(HOST, qemu, None)
+    qemu_argv = ["-m", "1G", "-kernel", str(kernel), "-object", "rme-guest,measurement-log=on"]
+    image = qemu.launch(HOST, qemu_argv, None)
     dtb = next(b for b in image.blobs if b.name == "dtb")
     assert [b.ipa for b in image.unmeasured] == [dtb.ipa + MiB]
     assert predicted(image) == built(image)
@@ -287,7 +287,7 @@ def realm_images(draw):
         hash_algo=draw(st.sampled_from(["sha256", "sha512"])),
     )
     registers = st.integers(0, (1 << 64) - 1)
-    return RealmImage(caps, [(base, size)], blobs, draw(registers), draw(registers), bytes(64),
+    return Launch(caps, [(base, size)], blobs, draw(registers), draw(registers), bytes(64),
                       unmeasured)  # fmt: skip
 
 
@@ -306,7 +306,7 @@ def test_the_cli_prints_what_the_rmm_computes(capsys, files):
                            "--num-bps", 6, "--num-wps", 4, "--sve-vl", 0, "--pmu", "false",
                            "kvmtool", *argv)  # fmt: skip
     assert (status, err) == (0, "")
-    rim = built(vmm_args.kvmtool(HOST, [str(a) for a in argv], None))[0]
+    rim = built(kvmtool.launch(HOST, [str(a) for a in argv], None))[0]
     assert rim_lines(out)["RIM"] == rim.hex()
 
 
@@ -319,7 +319,7 @@ def test_a_predicted_rim_verifies_the_running_realms_token(capsys, tmp_path):
     page.write_bytes(program.ljust(0x8000, b"\0"))
     caps = Capabilities(ipa_bits=33, num_bps=6, num_wps=4, sve_vl=0, pmu=False,
                         hash_algo="sha512")  # fmt: skip
-    image = RealmImage(caps, [(0x8000_0000, 2 * MiB)], [Blob("guest", 0x8000_0000,
+    image = Launch(caps, [(0x8000_0000, 2 * MiB)], [Blob("guest", 0x8000_0000,
                        page.read_bytes())], pc=0x8000_0000, x0=0, rpv=b"r" * 64)  # fmt: skip
     host = Host()
     kvm = KvmRealm(host, image)
@@ -385,15 +385,15 @@ def test_kvmtool_options_lower_the_host_capabilities(files):
     kernel, _, _ = files
     host = Capabilities(ipa_bits=48, num_bps=6, num_wps=4, sve_vl=512, pmu=True, pmu_num_ctrs=8)
     base = ["--realm", "-c", "1", "-m", "128M", "-k", str(kernel)]
-    plain = vmm_args.kvmtool(host, base, None).realm_params()
+    plain = kvmtool.launch(host, base, None).realm_params()
     assert (plain.sve_vl, plain.flags & 0b110) == (3, 0b010)  # PMU only with --pmu
-    lowered = vmm_args.kvmtool(
+    lowered = kvmtool.launch(
         host, [*base, "--pmu", "--pmu-counters", "4", "--sve-max-vl", "256"], None
     ).realm_params()
     assert (lowered.sve_vl, lowered.pmu_num_ctrs, lowered.flags & 0b110) == (1, 4, 0b110)
-    raised = vmm_args.kvmtool(host, [*base, "--pmu-counters", "31", "--sve-max-vl", "2048"], None)
+    raised = kvmtool.launch(host, [*base, "--pmu-counters", "31", "--sve-max-vl", "2048"], None)
     assert (raised.caps.pmu_num_ctrs, raised.caps.sve_vl) == (8, 512)
-    assert vmm_args.kvmtool(host, [*base, "--disable-sve"], None).realm_params().sve_vl == 0
+    assert kvmtool.launch(host, [*base, "--disable-sve"], None).realm_params().sve_vl == 0
 
 
 def test_qemu_cpu_properties_lower_the_host_capabilities(files):
@@ -401,17 +401,17 @@ def test_qemu_cpu_properties_lower_the_host_capabilities(files):
     host = Capabilities(ipa_bits=48, num_bps=6, num_wps=4, sve_vl=512, pmu=True, pmu_num_ctrs=8)
     argv = ["-kernel", str(kernel), "-object", "rme-guest,id=r0"]
     argv += ["-cpu", "host,num-breakpoints=3,num-watchpoints=2,sve=off,num-pmu-counters=2"]
-    params = vmm_args.qemu(host, argv, None).realm_params()
+    params = qemu.launch(host, argv, None).realm_params()
     assert (params.num_bps, params.num_wps, params.sve_vl, params.pmu_num_ctrs) == (2, 1, 0, 2)
-    off = vmm_args.qemu(host, [*argv, "-cpu", "host,pmu=off"], None).realm_params()
+    off = qemu.launch(host, [*argv, "-cpu", "host,pmu=off"], None).realm_params()
     assert off.flags & 0b100 == 0 and off.pmu_num_ctrs == 0
 
 
 def test_personalisation_value_is_not_measured(files):
     kernel, _, _ = files
     argv = ["--realm", "-c", "1", "-m", "32M", "-k", str(kernel)]
-    plain = vmm_args.kvmtool(HOST, argv, None)
-    personal = vmm_args.kvmtool(HOST, [*argv, "--realm-pv", "tenant-42"], None)
+    plain = kvmtool.launch(HOST, argv, None)
+    personal = kvmtool.launch(HOST, [*argv, "--realm-pv", "tenant-42"], None)
     assert personal.rpv == b"tenant-42".ljust(64, b"\0")
     assert predicted(plain) == predicted(personal)
 
@@ -470,14 +470,14 @@ def test_qemu_inflates_a_gzip_kernel_and_kvmtool_takes_dtb_after_its_options(tmp
     gz = tmp_path / "Image.gz"
     gz.write_bytes(gzip.compress(kernel.read_bytes()))
     argv = ["-M", "virt,gic-version=3", "-object", "rme-guest", "-kernel"]
-    plain = vmm_args.qemu(HOST, [*argv, str(kernel)], None)
-    assert predicted(vmm_args.qemu(HOST, [*argv, str(gz)], None)) == predicted(plain)
+    plain = qemu.launch(HOST, [*argv, str(kernel)], None)
+    assert predicted(qemu.launch(HOST, [*argv, str(gz)], None)) == predicted(plain)
     dtb = tmp_path / "given.dtb"
     given = fdt.build(fdt.GuestDescription(0x1000, 0x1000, 1, fdt.GicLayout(0, 0, 0)))
     dtb.write_bytes(given)
     kvm = ["--realm", "-c", "1", "-m", "64M", "-k", str(kernel)]
-    after = vmm_args.kvmtool(HOST, [*kvm, "--dtb", str(dtb)], None)
-    before = vmm_args.kvmtool(HOST, kvm, dtb.read_bytes())
+    after = kvmtool.launch(HOST, [*kvm, "--dtb", str(dtb)], None)
+    before = kvmtool.launch(HOST, kvm, dtb.read_bytes())
     assert predicted(after) == predicted(before)
     assert next(b for b in after.blobs if b.name == "dtb").data == given.ljust(64 * 1024, b"\0")
 
@@ -486,14 +486,14 @@ def test_qemu_takes_the_older_measurement_algo_spelling(files):
     """As in the launches in ../shared/rmm-logs (qemu-devel-gshan-2024-06-01-smc_rmm_prefix)."""
     kernel, _, _ = files
     argv = ["-kernel", str(kernel), "-object", "rme-guest,id=r0,measurement-algo=sha256"]
-    assert vmm_args.qemu(HOST, argv, None).caps.hash_algo == "sha256"
+    assert qemu.launch(HOST, argv, None).caps.hash_algo == "sha256"
 
 
 def test_qemu_sve_lengths_lower_the_vector_length(files):
     kernel, _, _ = files
     host = Capabilities(ipa_bits=48, num_bps=6, num_wps=4, sve_vl=2048, pmu=False)
     argv = ["-object", "rme-guest", "-kernel", str(kernel), "-cpu", "host,sve128=on,sve512=on"]
-    assert vmm_args.qemu(host, argv, None).realm_params().sve_vl == 512 // 128 - 1
+    assert qemu.launch(host, argv, None).realm_params().sve_vl == 512 // 128 - 1
 
 
 def test_verbose_lists_every_construction_step(capsys, files):
@@ -692,7 +692,7 @@ def test_capabilities_from_the_rmms_own_feature_register(capsys, files):
                                 pmu=True, pmu_num_ctrs=31)  # fmt: skip
     kernel, initrd, _ = files
     argv = ["--realm", "-c", "1", "-m", "128M", "-k", str(kernel), "-i", str(initrd), "--pmu"]
-    image = vmm_args.kvmtool(caps, argv, None)
+    image = kvmtool.launch(caps, argv, None)
     assert image.realm_params().flags & 0b110 == 0b110  # SVE and PMU
     assert KvmRealm(host, image).build() == predicted(image)
     status, out, _ = run(capsys, "measure", "--rmi-features", hex(register0), "kvmtool", *argv)
@@ -713,12 +713,12 @@ def test_any_feature_register_value_gives_capabilities_or_a_clear_error(register
 @pytest.mark.parametrize(
     "image, message",
     [
-        (RealmImage(HOST, [(-4096, 8192)], [], 0, 0), "outside the protected IPA space"),
-        (RealmImage(HOST, [], [Blob("b", -1, b"x")], 0, 0), "outside the protected IPA space"),
-        (RealmImage(HOST, [], [], -1, 0), "pc=-0x1 does not fit"),
-        (RealmImage(HOST, [], [], 0, 1 << 64), "x0=0x10000000000000000 does not fit"),
+        (Launch(HOST, [(-4096, 8192)], [], 0, 0), "outside the protected IPA space"),
+        (Launch(HOST, [], [Blob("b", -1, b"x")], 0, 0), "outside the protected IPA space"),
+        (Launch(HOST, [], [], -1, 0), "pc=-0x1 does not fit"),
+        (Launch(HOST, [], [], 0, 1 << 64), "x0=0x10000000000000000 does not fit"),
     ],
 )
 def test_the_calculator_refuses_what_no_vmm_could_build(image, message):
-    with pytest.raises(CapabilityError, match=message):
+    with pytest.raises(LaunchError, match=message):
         RimCalculator(replace(image, caps=replace(HOST, hash_algo="sha256"))).compute()

@@ -14,16 +14,11 @@ import click
 from ccasim.arch.vmsa import GRANULE_SIZE
 from ccasim.cli.files import read_file, write_file
 from ccasim.cli.numbers import ADDRESS, COUNT, REGISTER, parse_hex_bytes, parse_number
-from ccasim.measure import (
-    Blob,
-    Capabilities,
-    CapabilityError,
-    RealmImage,
-    Region,
-    RimCalculator,
-    vmm_args,
-)
-from ccasim.measure.capabilities import load_toml
+from ccasim.measure import Blob, Capabilities, Launch, LaunchError, Region, RimCalculator
+from ccasim.vmm import kvmtool as kvmtool_vmm
+from ccasim.vmm import qemu as qemu_vmm
+from ccasim.vmm.capabilities import load_toml
+from ccasim.vmm.cmdline import dtb_file
 
 DIGEST_SIZE = {"sha256": 32, "sha512": 64}
 CAPABILITY_OPTIONS = [f.name for f in fields(Capabilities)]
@@ -115,7 +110,7 @@ def measure(ctx: click.Context, configs: tuple[str, ...], **options: Any) -> Non
         if features is not None:
             caps = caps.restrict(Capabilities.from_rmi_features(features).validate())
         cli_caps = Capabilities(**given).validate()
-    except CapabilityError as e:
+    except LaunchError as e:
         raise click.ClickException(str(e)) from None
     ctx.obj = {"caps": caps.update(cli_caps), **options}
 
@@ -126,15 +121,15 @@ VMM_SETTINGS = {"ignore_unknown_options": True, "allow_extra_args": True, "help_
 def _run(ctx: click.Context, vmm: str, argv: list[str]) -> None:
     opts = ctx.obj
     try:
-        dtb = vmm_args.dtb_file(opts["dtb"]) if opts["dtb"] else None
-        build = vmm_args.kvmtool if vmm == "kvmtool" else vmm_args.qemu
+        dtb = dtb_file(opts["dtb"]) if opts["dtb"] else None
+        build = kvmtool_vmm.launch if vmm == "kvmtool" else qemu_vmm.launch
         image = build(opts["caps"], list(argv), dtb)
-    except CapabilityError as e:
+    except LaunchError as e:
         raise click.ClickException(str(e)) from None
     _report(opts, image)
 
 
-def _report(opts: dict, image: RealmImage) -> None:
+def _report(opts: dict, image: Launch) -> None:
     """Compute, write the requested files, then print: an error leaves stdout empty."""
     if opts["corim_template"] and not opts["corim"]:
         raise click.ClickException("--corim-template needs --corim FILE")
@@ -142,7 +137,7 @@ def _report(opts: dict, image: RealmImage) -> None:
     try:
         calculator = RimCalculator(image)
         measurements = calculator.compute()
-    except CapabilityError as e:
+    except LaunchError as e:
         raise click.ClickException(str(e)) from None
     hash_algo = image.caps.hash_algo or "sha256"
     size = DIGEST_SIZE[hash_algo]
@@ -329,7 +324,7 @@ def custom(
         raise click.BadParameter(str(e), param_hint="--rpv") from None
     if len(personalisation) > 64:
         raise click.BadParameter("longer than 64 bytes", param_hint="--rpv")
-    image = RealmImage(
+    image = Launch(
         caps=opts["caps"],
         ram=ranges,
         blobs=blobs,

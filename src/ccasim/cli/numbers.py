@@ -10,7 +10,7 @@ Every numeric option reads the same way:
   suffix.
 
 The VMM command lines that ``ccasim measure`` takes keep their VMM's own rules (a bare
-kvmtool ``-m 512`` is 512 MiB); they are parsed in :mod:`ccasim.measure.vmm_args`.
+kvmtool ``-m 512`` is 512 MiB); :mod:`ccasim.vmm.kvmtool` and :mod:`ccasim.vmm.qemu` parse them.
 """
 
 from __future__ import annotations

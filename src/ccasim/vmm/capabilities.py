@@ -1,6 +1,6 @@
-"""Host capabilities a realm is configured with, given as Veraison's ``realm-measurements``
-takes them: options, and stackable TOML files in which each file can only lower what the
-files before it allowed."""
+"""What the host offers a realm (KVM's capabilities over the RMM's RMI_FEATURES), given as
+Veraison's ``realm-measurements`` takes them: options, and stackable TOML files in which each
+file can only lower what the files before it allowed. A VMM's own options lower them again."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from dataclasses import dataclass, fields, replace
 
 from ccasim.arch.registers import MASK64
 from ccasim.rmi.types import FeatureRegister0
+from ccasim.vmm.errors import LaunchError
 
 HASH_ALGOS = ("sha256", "sha512")
 
 
-class CapabilityError(ValueError):
+class CapabilityError(LaunchError):
     """An invalid capability value or configuration file."""
 
 
