@@ -1,17 +1,21 @@
-"""Host-side helpers for the tests: a granule allocator, realm construction, state snapshots.
+"""Host-side helpers for the tests: a granule allocator, realm construction, a realm that
+makes the SMCs the host asks for, and state snapshots.
 
 The helpers drive the machine only through ``Machine.smc`` and NS memory, as host software
-does. Snapshots read the RMM's state directly: they are the tests' view of what the spec calls
-the command footprint, not part of the interface under test.
+does. REC state that only a running realm creates (a pending RIPAS change or PSCI request,
+SYSTEM_OFF) is created by a realm making that call (:class:`Puppet`). Snapshots read the
+machine's documented debug view (``Machine.debug_state``): they are the tests' view of what
+the spec calls the command footprint, not part of the interface under test.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from dataclasses import dataclass
 
 import ccasim
+from ccasim import guest
+from ccasim.guest import rsi
 from ccasim.rmi import (
     FID,
     RealmParams,
@@ -23,7 +27,7 @@ from ccasim.rmi import (
     Status,
     levels,
 )
-from ccasim.rmi.types import RecMpidr
+from ccasim.rmi.types import RecExitReason, RecMpidr
 from ccasim.rmm.log import SmcCall
 
 #: (fid, condition) of every failure any test machine reported: the suite's spec coverage.
@@ -189,13 +193,14 @@ class Host:
         runnable: tuple[int, ...] = (0,),
         activate: bool = True,
         pc: int = RAM_BASE,
+        vmid: int = 1,
         **params,
     ) -> Launched:
         """Build and activate a realm running guest ``program`` (image at RAM_BASE, RAM over
         ``ram_pages`` pages with RIPAS RAM, the rest backed by DATA if ``populate``)."""
         from ccasim import guest
 
-        realm = self.realm()
+        realm = self.realm(vmid=vmid)
         top = RAM_BASE + ram_pages * GRANULE
         for ipa in range(RAM_BASE, top, 0x20_0000):
             self.tables(realm, ipa)
@@ -244,8 +249,10 @@ def expect(host: Host, result: RmiResult, status: Status, index: int = 0, condit
 
 
 def snapshot(m: ccasim.Machine) -> dict:
-    """Everything the RMM and the memory system hold, keyed so that two snapshots can be diffed."""
-    rmm = m._rmm
+    """Everything the RMM and the memory system hold (the machine's documented debug view),
+    keyed so that two snapshots can be diffed."""
+    machine = m.debug_state()
+    rmm = machine.rmm
     state: dict = {}
     for pa, st in rmm.granules.items():
         state["granule", pa] = st
@@ -255,22 +262,20 @@ def snapshot(m: ccasim.Machine) -> dict:
     for addr, rec in rmm.recs.items():
         for f in dataclasses.fields(rec):
             if f.name != "vcpu":
-                state["rec", addr, f.name] = copy.deepcopy(getattr(rec, f.name))
+                state["rec", addr, f.name] = getattr(rec, f.name)
         for f in dataclasses.fields(rec.vcpu):
             value = getattr(rec.vcpu, f.name)
             # the guest program's position: compare by identity
-            state["rec", addr, "vcpu", f.name] = (
-                id(value) if f.name == "program" else copy.deepcopy(value)
-            )
+            state["rec", addr, "vcpu", f.name] = id(value) if f.name == "program" else value
     for pa, rtt in rmm.rtts.items():
         for i, e in enumerate(rtt):
             state["rtte", pa, i] = e
     for v in rmm.vmids:
         state["vmid", v] = True
-    for pa, pas in m.memory.gpt.changed_granules().items():
+    for pa, pas in machine.gpt.items():
         state["gpt", pa] = pas
-    for gidx, page in m.memory.memory._granules.items():
-        state["mem", gidx << 12] = bytes(page)
+    for pa, page in machine.memory.items():
+        state["mem", pa] = page
     return state
 
 
@@ -295,3 +300,58 @@ def expect_failure(
     expect(host, result, status, index, condition)
     assert changed == set(), f"failed command changed {sorted(map(str, changed))[:5]}"
     return result
+
+
+# -- a realm that makes the SMCs the host asks for -------------------------------------------
+
+PUPPET_CALL = RAM_BASE + 0x8000  # where the puppet's RsiHostCall lives
+PUPPET_IMM = 0x5E7
+
+
+@guest.program("t.puppet")
+def puppet(cpu, tag=""):
+    """Ask the host, by a host call, which SMC to make; make it; report X0..X10 in the next
+    host call. So a test creates, with RSI and PSCI calls a real realm would make, the REC
+    state only a running realm leaves."""
+    result: tuple[int, ...] = ()
+    while True:
+        order = yield from rsi.host_call(PUPPET_CALL, PUPPET_IMM, *result)
+        result = yield guest.Smc(order[0], *order[1:11])
+
+
+class Puppet:
+    """A launched realm running ``t.puppet`` on each of its RECs."""
+
+    def __init__(self, host: Host, recs: int = 1, runnable: tuple[int, ...] = (0,), **launch):
+        self.host = host
+        self.launched = host.launch("t.puppet", recs=recs, runnable=runnable, **launch)
+        self.realm = self.launched.realm
+        self.rd = self.launched.rd
+        self.recs = self.launched.recs
+        self.rec = self.recs[0]
+        self.run = self.launched.run
+        self._waiting: dict[int, bool] = {}  # REC -> at its host call (ready for an order)
+
+    def enter(self, rec: int, enter: RecEnter | None = None) -> RecExit:
+        return self.host.enter(rec, self.run, enter)
+
+    def smc(self, fid: int, *args: int, rec: int | None = None) -> RecExit:
+        """Have ``rec`` (the first REC by default) make SMC ``fid`` with X1.. = ``args``.
+        Returns the REC exit it leads to: HOST_CALL with X0.. in gprs if the RMM answered it,
+        else the exit the call needs (RIPAS_CHANGE, PSCI, ...)."""
+        rec = self.recs[0] if rec is None else rec
+        if not self._waiting.get(rec):
+            exit_ = self.finish(rec)
+            assert exit_.exit_reason == RecExitReason.HOST_CALL, exit_
+        order = [fid, *args] + [0] * (31 - 1 - len(args))
+        exit_ = self.enter(rec, RecEnter(gprs=order))
+        self._waiting[rec] = exit_.exit_reason == RecExitReason.HOST_CALL
+        return exit_
+
+    def finish(self, rec: int | None = None, enter: RecEnter | None = None) -> RecExit:
+        """Run ``rec`` until it is back at its host call (completing a pending exit with
+        ``enter``); the HOST_CALL exit carries the last SMC's X0.. in gprs."""
+        rec = self.recs[0] if rec is None else rec
+        exit_ = self.enter(rec, enter)
+        self._waiting[rec] = exit_.exit_reason == RecExitReason.HOST_CALL
+        return exit_

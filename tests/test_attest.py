@@ -147,7 +147,7 @@ def ccasim_token(challenge: bytes) -> tuple[bytes, Host, object]:
 
 def test_ccasim_tokens_verify(tmp_path):
     token, host, launched = ccasim_token(b"\x42" * 32)
-    cpak = host.m.monitor.attestation.cpak.public_key()
+    cpak = host.m.attestation.cpak.public_key()
     rim = host.m.realm_measurements(launched.rd)[0]
     report = attest.verify_token(
         token, cpak, expect_rim=rim, challenge=b"\x42" * 32, expect_rpv=bytes(64)

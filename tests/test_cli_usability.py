@@ -16,6 +16,7 @@ from ccasim import attest, guest
 from ccasim.cli import main
 from ccasim.guest import rsi
 from ccasim.measure import Capabilities
+from ccasim.rmi import Rmi
 from ccasim.vmm.capabilities import load_toml
 from support import RAM_BASE, Host
 from test_attest import ccasim_token
@@ -34,7 +35,7 @@ def run(capsys, *argv):
 def test_the_sample_capabilities_file_only_lowers_what_the_default_machine_offers():
     sample = load_toml(str(SAMPLE), SAMPLE.read_text())
     assert all(value is not None for value in vars(sample).values())  # it shows every key
-    offered = Capabilities.from_rmi_features(ccasim.Machine().features.register0)
+    offered = Capabilities.from_rmi_features(Rmi(ccasim.Machine()).features(0).check().value)
     assert offered.restrict(sample) == sample  # every value is allowed on the default machine
 
 
@@ -71,7 +72,7 @@ def test_ccasim_tokens_verify_with_the_exported_platform_key(capsys, tmp_path, f
     status, out, _ = run(capsys, *argv)
     assert status == 0 and out.splitlines()[-1] == "token verified", out
     # and the key is what the platform signs with, not merely a key that loads
-    signer = host.m.monitor.attestation.cpak.public_key()
+    signer = host.m.attestation.cpak.public_key()
     assert attest.load_public_key(key.read_bytes()).public_numbers() == signer.public_numbers()
 
 

@@ -329,7 +329,7 @@ def test_a_predicted_rim_verifies_the_running_realms_token(capsys, tmp_path):
     token.write_bytes(SEEN["measure-e2e"][0])
     cpak = tmp_path / "cpak.pem"
     cpak.write_bytes(
-        host.m.monitor.attestation.cpak.public_key().public_bytes(
+        host.m.attestation.cpak.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )

@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 
 import ccasim
 from ccasim.hw import Pas
-from ccasim.rmi import FID, RealmParams, RecEnter, RecParams
+from ccasim.rmi import FID, RealmParams, RecEnter, RecParams, levels
 from ccasim.rmi.types import RecMpidr
-from ccasim.rmm.s2tt import ASSIGNED, TABLE
-from ccasim.rmm.types import GranuleState
+from ccasim.rmm.s2tt import ASSIGNED, ASSIGNED_NS, TABLE, UNASSIGNED, UNASSIGNED_NS
+from ccasim.rmm.types import GranuleState, RealmState, RecState
 from support import GRANULE, Host, snapshot
 
 POOL = 40
@@ -44,13 +44,17 @@ NS_DESC = 0b101 << 2 | 0b11 << 6
 
 
 def check_invariants(m: ccasim.Machine, pool: list[int]) -> None:
-    rmm = m._rmm
+    """The invariants ccasim.rmm.types documents, over the machine's debug view."""
+    machine = m.debug_state()
+    rmm = machine.rmm
     for pa, state in rmm.granules.items():
         assert state is not GranuleState.UNDELEGATED
         assert m.granule_pas(pa) is Pas.REALM, f"{pa:#x} in {state} but not in the Realm PAS"
         assert (state is GranuleState.RD) == (pa in rmm.realms)
         assert (state is GranuleState.REC) == (pa in rmm.recs)
         assert (state is GranuleState.RTT) == (pa in rmm.rtts)
+        if state is GranuleState.DELEGATED:  # holds nothing: it reads as zeros
+            assert pa not in machine.memory, f"DELEGATED {pa:#x} holds data"
     for pa in pool:
         # GPT and granule state agree; an NS access succeeds exactly on NS granules
         assert (m.granule_pas(pa) is Pas.REALM) == (pa in rmm.granules)
@@ -63,23 +67,51 @@ def check_invariants(m: ccasim.Machine, pool: list[int]) -> None:
     parents: Counter = Counter()
     data_refs: Counter = Counter()
     for realm in rmm.realms.values():
-        for addr in realm.starting_rtts():
+        assert realm.state in RealmState
+        assert rmm.granules[realm.rd] is GranuleState.RD
+        for index, addr in enumerate(realm.starting_rtts()):
             parents[addr] += 1
-    for rtt in rmm.rtts.values():
-        for e in rtt:
-            if e.state is TABLE:
-                parents[e.addr] += 1
-            elif e.state is ASSIGNED:
-                data_refs[e.addr] += 1
+            level = realm.rtt_level_start
+            base = index * levels.entries_per_rtt(level) * levels.level_size(level)
+            check_rtt_tree(rmm, realm, addr, level, base, parents, data_refs)
     assert set(parents) == set(rmm.rtts) and set(parents.values()) <= {1}
     data = {pa for pa, s in rmm.granules.items() if s is GranuleState.DATA}
     assert set(data_refs) == data and set(data_refs.values()) <= {1}
     aux = Counter(a for rec in rmm.recs.values() for a in rec.aux)
     assert set(aux) == {pa for pa, s in rmm.granules.items() if s is GranuleState.REC_AUX}
     assert set(aux.values()) <= {1}
+    for rec in rmm.recs.values():
+        assert rec.state is RecState.READY  # REC_RUNNING exists only inside REC_ENTER
+        assert rmm.granules[rec.owner] is GranuleState.RD
     owners = Counter(rec.owner for rec in rmm.recs.values())
     assert all(rmm.realms[rd].num_recs == owners[rd] for rd in rmm.realms)
     assert rmm.vmids == {realm.vmid for realm in rmm.realms.values()}
+
+
+def check_rtt_tree(rmm, realm, addr, level, base, parents, data_refs) -> None:
+    """RmmRttEntry (C1.29): entries at Protected IPAs are UNASSIGNED, ASSIGNED or TABLE, at
+    Unprotected IPAs UNASSIGNED_NS, ASSIGNED_NS or TABLE; an ASSIGNED entry maps a DATA
+    granule, a TABLE entry an RTT one level down; blocks are aligned to their level."""
+    size = levels.level_size(level)
+    for i, entry in enumerate(rmm.rtts[addr]):
+        ipa = base + i * size
+        protected = ipa < 1 << (realm.ipa_width - 1)
+        allowed = (
+            (UNASSIGNED, ASSIGNED, TABLE) if protected else (UNASSIGNED_NS, ASSIGNED_NS, TABLE)
+        )
+        assert entry.state in allowed, f"{entry} at IPA {ipa:#x}"
+        if entry.state is TABLE:
+            assert level < levels.RTT_PAGE_LEVEL
+            assert rmm.granules.get(entry.addr) is GranuleState.RTT
+            parents[entry.addr] += 1
+            check_rtt_tree(rmm, realm, entry.addr, level + 1, ipa, parents, data_refs)
+        elif entry.state is ASSIGNED:
+            assert entry.addr % size == 0 and level >= 1
+            for page in range(entry.addr, entry.addr + size, GRANULE):
+                assert rmm.granules.get(page) is GranuleState.DATA
+                data_refs[page] += 1
+        elif entry.state is ASSIGNED_NS:
+            assert entry.addr % size == 0 and rmm.granules.get(entry.addr) is None
 
 
 class Scenario:
@@ -97,7 +129,7 @@ class Scenario:
             self.host.tables(realm, 1 << 47, 3)
         self.host.rec(active)
         self.host.rmi.realm_activate(active.rd).check()
-        self.pool += [g for g in self.host.m._rmm.granules if g not in self.pool]
+        self.pool += [g for g in self.m.debug_state().rmm.granules if g not in self.pool]
 
     def in_state(self, state: str) -> list[int]:
         return [pa for pa in self.pool if self.m.granule_state(pa) == state]
@@ -200,4 +232,4 @@ def test_any_register_values_give_a_return_code_and_change_nothing_on_failure(fi
     assert len(x) == 5 and all(0 <= v < 2**64 for v in x)
     if x[0] != 0:
         assert snapshot(sc_host.m) == before
-    assert realm.rd in sc_host.m._rmm.realms or fid == FID.REALM_DESTROY
+    assert sc_host.m.granule_state(realm.rd) == "RD" or fid == FID.REALM_DESTROY

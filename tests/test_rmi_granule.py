@@ -37,7 +37,7 @@ def test_delegate_failure_gran_gpt():
     """B4.3.5.2 gran_gpt: another agent (here the Secure world, via EL3) owns the granule."""
     host = Host()
     pa = host.alloc()
-    host.m.memory.gpt.set_pas(pa, Pas.SECURE)
+    assert host.m.lend_to_secure_world(pa) and host.m.granule_pas(pa) is Pas.SECURE
     expect_failure(host, FID.GRANULE_DELEGATE, (pa,), INPUT, 0, "gran_gpt")
 
 

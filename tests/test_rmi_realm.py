@@ -166,7 +166,7 @@ def test_realm_create_success_and_footprint():
     # rtte_p_states, rtte_up_states, rtte_ripas: protected UNASSIGNED/EMPTY, unprotected NS
     assert host.rmi.rtt_read_entry(rd, 0, 0)[1:] == (0, 0, 0, 0)
     assert host.rmi.rtt_read_entry(rd, 1 << 47, 0)[1:] == (0, 0, 0, 0)
-    assert host.m._rmm.rtts[params.rtt_base][256].state.name == "UNASSIGNED_NS"
+    assert host.m.debug_state().rmm.rtts[params.rtt_base][256].state.name == "UNASSIGNED_NS"
 
 
 @pytest.mark.parametrize(

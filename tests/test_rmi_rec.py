@@ -162,7 +162,7 @@ def test_rec_create_success_and_footprint():
     allowed = {("granule", rec)} | {("granule", a) for a in p.aux}
     allowed |= {("realm", realm.rd, k) for k in ("rec_index", "num_recs", "measurements")}
     assert {k for k in changed if k[0] != "rec"} == allowed
-    state = host.m._rmm.recs[rec]
+    state = host.m.debug_state().rmm.recs[rec]
     assert state.gprs[:8] == p.gprs and state.gprs[8:] == [0] * 24 and state.pc == p.pc
     assert (state.ripas_addr, state.ripas_top, state.host_call_pending) == (0, 0, False)
     # the next REC must use index 1
@@ -184,7 +184,7 @@ def test_rec_destroy_failures_and_success():
     host = Host()
     realm = host.realm()
     rec = host.rec(realm)
-    aux = list(host.m._rmm.recs[rec].aux)
+    aux = list(host.m.debug_state().rmm.recs[rec].aux)
     cases = [
         (rec + 4, "rec_align"),
         (UNPOPULATED, "rec_bound"),

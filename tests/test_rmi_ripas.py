@@ -1,8 +1,9 @@
 """B4.3.18 RMI_RTT_INIT_RIPAS and B4.3.21 RMI_RTT_SET_RIPAS."""
 
-from ccasim.rmi import FID, Status
+from ccasim.rmi import FID, RecExitReason, Status
 from ccasim.rmm.types import Ripas
-from support import UNPOPULATED, Host, call_changes, expect_failure
+from ccasim.rsi import RIPAS_CHANGE_DESTROYED, RsiFid, RsiRipas
+from support import UNPOPULATED, Host, Puppet, call_changes, expect_failure
 
 INPUT, REALM, REC, RTT = (
     Status.ERROR_INPUT,
@@ -126,33 +127,33 @@ def test_init_ripas_stops_at_a_table_entry():
 # -- RTT_SET_RIPAS --------------------------------------------------------------------------
 
 
-def pending_ripas_change(host, rec, base, top, ripas=Ripas.RAM, change_destroyed=False):
-    """The REC state RSI_IPA_STATE_SET leaves (A5.4) before the host applies the change.
+def pending_ripas_change(realm, base, top, ripas=Ripas.RAM, change_destroyed=False):
+    """The realm asks for a RIPAS change (RSI_IPA_STATE_SET, A5.4): its REC exits with the
+    request pending, as the host sees it before applying the change."""
+    flags = RIPAS_CHANGE_DESTROYED if change_destroyed else 0
+    value = RsiRipas.RAM if ripas is Ripas.RAM else RsiRipas.EMPTY
+    exit_ = realm.smc(RsiFid.IPA_STATE_SET, base, top, value, flags)
+    assert exit_.exit_reason == RecExitReason.RIPAS_CHANGE, exit_
+    assert (exit_.ripas_base, exit_.ripas_top) == (base, top)
 
-    Realm execution arrives with the next layer; until then the tests put the REC in the state
-    a realm's request leaves it in.
-    """
-    r = host.m._rmm.recs[rec]
-    r.ripas_addr, r.ripas_top, r.ripas_value, r.ripas_destroyed = base, top, ripas, change_destroyed
 
-
-def set_ripas_setup(activate=True):
+def set_ripas_setup(vmid=1):
+    """An active realm (its image at RAM_BASE) with tables down to level 3 at IPA 0."""
     host = Host()
-    realm = host.realm()
-    rec = host.rec(realm)
-    host.tables(realm, 0, 3)
-    if activate:
-        host.rmi.realm_activate(realm.rd).check()
-    return host, realm, rec
+    realm = Puppet(host, vmid=vmid)
+    host.tables(realm.realm, 0, 3)
+    return host, realm
 
 
 def test_set_ripas_failures():
     """B4.3.21.2 rd_*, rec_*, rec_owner, size_valid, base_bound, top_bound, top_gran_align."""
-    host, realm, rec = set_ripas_setup()
-    other = host.realm(vmid=2)
-    other_rec = host.rec(other)
-    pending_ripas_change(host, rec, 0x4000, 0x8000)
-    pending_ripas_change(host, other_rec, 0x4000, 0x8000)
+    host, realm = set_ripas_setup()
+    rec = realm.rec
+    other = Puppet(host, vmid=2)
+    other_rec = other.rec
+    host.tables(other.realm, 0, 3)
+    pending_ripas_change(realm, 0x4000, 0x8000)
+    pending_ripas_change(other, 0x4000, 0x8000)
     for args, status, cond in [
         ((realm.rd + 1, rec, 0x4000, 0x8000), INPUT, "rd_align"),
         ((UNPOPULATED, rec, 0x4000, 0x8000), INPUT, "rd_bound"),
@@ -171,35 +172,37 @@ def test_set_ripas_failures():
 
 def test_set_ripas_rtt_failures():
     """B4.3.21.2 base_align, no_progress."""
-    host, realm, rec = set_ripas_setup()
-    pending_ripas_change(host, rec, 0x40_1000, 0x40_3000)
+    host, realm = set_ripas_setup()
+    rec = realm.rec
+    pending_ripas_change(realm, 0x40_1000, 0x40_3000)
     expect_failure(
         host, FID.RTT_SET_RIPAS, (realm.rd, rec, 0x40_1000, 0x40_3000), RTT, 2, "base_align"
     )
-    pending_ripas_change(host, rec, 0x40_0000, 0x40_3000)
+    pending_ripas_change(realm, 0x40_0000, 0x40_3000)
     expect_failure(
         host, FID.RTT_SET_RIPAS, (realm.rd, rec, 0x40_0000, 0x40_3000), RTT, 2, "no_progress"
     )
     # DESTROYED entries stop the change unless the realm allowed it (ripas_destroyed)
     host.rmi.data_create_unknown(realm.rd, host.delegated(), 0x4000).check()
-    pending_ripas_change(host, rec, 0x4000, 0x8000, Ripas.RAM)
+    pending_ripas_change(realm, 0x4000, 0x8000, Ripas.RAM)
     host.rmi.rtt_set_ripas(realm.rd, rec, 0x4000, 0x8000).check()
     host.rmi.data_destroy(realm.rd, 0x4000).check()  # RAM -> DESTROYED
-    pending_ripas_change(host, rec, 0x4000, 0x8000, Ripas.RAM)
+    pending_ripas_change(realm, 0x4000, 0x8000, Ripas.RAM)
     expect_failure(host, FID.RTT_SET_RIPAS, (realm.rd, rec, 0x4000, 0x8000), RTT, 3, "no_progress")
-    pending_ripas_change(host, rec, 0x4000, 0x8000, Ripas.RAM, change_destroyed=True)
+    pending_ripas_change(realm, 0x4000, 0x8000, Ripas.RAM, change_destroyed=True)
     assert host.rmi.rtt_set_ripas(realm.rd, rec, 0x4000, 0x8000).ok
 
 
 def test_set_ripas_orderings():
     """B4.3.21.2.1 [rec_bound, rec_gran_state] < [rec_owner]; [base_bound] < [base_align];
     [top_gran_align] < [no_progress]."""
-    host, realm, rec = set_ripas_setup()
-    pending_ripas_change(host, rec, 0x40_1000, 0x40_3000)
+    host, realm = set_ripas_setup()
+    rec = realm.rec
+    pending_ripas_change(realm, 0x40_1000, 0x40_3000)
     expect_failure(
         host, FID.RTT_SET_RIPAS, (realm.rd, rec, 0x40_2000, 0x40_3000), INPUT, 0, "base_bound"
     )
-    pending_ripas_change(host, rec, 0x40_0000, 0x40_3000)
+    pending_ripas_change(realm, 0x40_0000, 0x40_3000)
     expect_failure(
         host, FID.RTT_SET_RIPAS, (realm.rd, rec, 0x40_0000, 0x40_2800), INPUT, 0, "top_gran_align"
     )
@@ -215,15 +218,16 @@ def test_set_ripas_orderings():
 
 def test_set_ripas_success_partial_and_complete():
     """B4.3.21.3 rtte_ripas, ripas_addr, out_top; X1 written only on success (RMM 1.0)."""
-    host, realm, rec = set_ripas_setup()
-    host.tables(realm, 0x20_0000, 3)
-    pending_ripas_change(host, rec, 0x1F_E000, 0x20_2000, Ripas.RAM)
+    host, realm = set_ripas_setup()
+    rec = realm.rec
+    host.tables(realm.realm, 0x20_0000, 3)
+    pending_ripas_change(realm, 0x1F_E000, 0x20_2000, Ripas.RAM)
     result, changed = call_changes(host, FID.RTT_SET_RIPAS, realm.rd, rec, 0x1F_E000, 0x20_2000)
     assert result.ok and result.out_top == 0x20_0000
     assert changed == {("rtte", k[1], k[2]) for k in changed if k[0] == "rtte"} | {
         ("rec", rec, "ripas_addr")
     }
-    assert host.m._rmm.recs[rec].ripas_addr == 0x20_0000
+    assert host.m.debug_state().rmm.recs[rec].ripas_addr == 0x20_0000
     x = host.rmi.rtt_set_ripas(realm.rd, rec, 0x20_0000, 0x20_2000).check()
     assert x[1] == 0x20_2000
     assert [ripas_of(host, realm, a) for a in (0x1F_D000, 0x1F_E000, 0x20_1000, 0x20_2000)] == [
@@ -237,10 +241,10 @@ def test_set_ripas_success_partial_and_complete():
 def test_set_ripas_ram_to_empty_on_assigned_entries():
     """A5.4: a realm may give memory back: ASSIGNED RAM entries become EMPTY."""
     host = Host()
-    realm = host.realm()
-    rec = host.rec(realm)
-    data = host.data(realm, 0x5000)
+    realm = Puppet(host, activate=False)
+    rec = realm.rec
+    data = host.data(realm.realm, 0x5000)
     host.rmi.realm_activate(realm.rd).check()
-    pending_ripas_change(host, rec, 0x5000, 0x6000, Ripas.EMPTY)
+    pending_ripas_change(realm, 0x5000, 0x6000, Ripas.EMPTY)
     host.rmi.rtt_set_ripas(realm.rd, rec, 0x5000, 0x6000).check()
     assert host.rmi.rtt_read_entry(realm.rd, 0x5000, 3)[1:] == (3, 1, data, 0)

@@ -1,8 +1,7 @@
 """B4.3.14 RMI_REC_ENTER and B4.3.7 RMI_PSCI_COMPLETE: failure conditions and completion.
 
-Realm execution arrives with the next layer. Where a condition needs REC state that only a
-running realm creates (a pending PSCI request, SYSTEM_OFF), the test sets that state on the
-RMM's REC or realm object as a running realm would leave it.
+Where a condition needs REC state that only a running realm creates (a pending PSCI request,
+SYSTEM_OFF), a realm makes the PSCI call that creates it (support.Puppet).
 """
 
 import pytest
@@ -11,8 +10,7 @@ from ccasim.psci import PsciFid, PsciReturn
 from ccasim.rmi import FID, RecEnter, RecExitReason, Status
 from ccasim.rmi.types import ENTER_EMUL_MMIO, ENTER_INJECT_SEA, RecMpidr
 from ccasim.rmm.rec import PsciPending
-from ccasim.rmm.types import RealmState
-from support import UNPOPULATED, Host, call_changes, expect_failure
+from support import RAM_BASE, UNPOPULATED, Host, Puppet, call_changes, expect_failure
 
 INPUT, REALM, REC = Status.ERROR_INPUT, Status.ERROR_REALM, Status.ERROR_REC
 LR_PENDING = 1 << 62
@@ -51,9 +49,11 @@ def test_rec_enter_failure_realm_new():
 
 def test_rec_enter_failure_system_off():
     """B4.3.14.2 system_off: (RMI_ERROR_REALM, 1) once the realm called PSCI_SYSTEM_OFF."""
-    host, realm, rec, run = enter_setup()
-    host.m._rmm.realms[realm.rd].state = RealmState.SYSTEM_OFF
-    expect_failure(host, FID.REC_ENTER, (rec, run), REALM, 1, "system_off")
+    host = Host()
+    realm = Puppet(host)
+    assert realm.smc(PsciFid.SYSTEM_OFF).exit_reason == RecExitReason.PSCI
+    rec = realm.recs[0]
+    expect_failure(host, FID.REC_ENTER, (rec, realm.run), REALM, 1, "system_off")
 
 
 def test_rec_enter_failure_not_runnable():
@@ -97,9 +97,10 @@ def test_rec_enter_failure_gicv3(hcr, lrs):
 
 def test_rec_enter_failure_psci_pending():
     """B4.3.14.2 rec_psci: a PSCI request awaits RMI_PSCI_COMPLETE."""
-    host, realm, rec, run = enter_setup()
-    host.m._rmm.recs[rec].psci_pending = PsciPending.PENDING
-    expect_failure(host, FID.REC_ENTER, (rec, run), REC, 0, "rec_psci")
+    host = Host()
+    realm = Puppet(host, recs=2)
+    assert realm.smc(PsciFid.CPU_ON, 1, RAM_BASE).exit_reason == RecExitReason.PSCI
+    expect_failure(host, FID.REC_ENTER, (realm.recs[0], realm.run), REC, 0, "rec_psci")
 
 
 def test_rec_enter_ordering_input_before_realm_and_rec():
@@ -124,17 +125,22 @@ def test_rec_enter_success_reports_an_exit():
 # -- PSCI_COMPLETE --------------------------------------------------------------------------
 
 
-def psci_setup(request=PsciFid.CPU_ON, target_runnable=False):
+def psci_setup(request=PsciFid.CPU_ON, target_runnable=False, target_mpidr=1):
+    """REC 0 asks for CPU_ON (entry 0x8020_0000, context 0xC0DE) or AFFINITY_INFO of the vCPU
+    with MPIDR ``target_mpidr``; the request awaits RMI_PSCI_COMPLETE. Returns REC 0 and 1."""
     host = Host()
-    realm = host.realm()
-    calling = host.rec(realm, 0)
-    target = host.rec(realm, 1, runnable=target_runnable)
-    host.rmi.realm_activate(realm.rd).check()
-    c = host.m._rmm.recs[calling]
-    mpidr_el1 = 1  # Aff0 = 1
-    c.gprs[:4] = [request, mpidr_el1, 0x8020_0000, 0xC0DE]
-    c.psci_pending = PsciPending.PENDING
+    runnable = (0, 1) if target_runnable else (0,)
+    realm = Puppet(host, recs=3, runnable=runnable)
+    args = (0x8020_0000, 0xC0DE) if request == PsciFid.CPU_ON else (0,)
+    exit_ = realm.smc(request, target_mpidr, *args)
+    assert exit_.exit_reason == RecExitReason.PSCI and exit_.gprs[0] == request
+    calling, target = realm.recs[:2]
     return host, realm, calling, target
+
+
+def rec_state(host, rec):
+    """The REC as the RMM holds it (the machine's debug view)."""
+    return host.m.debug_state().rmm.recs[rec]
 
 
 def test_psci_complete_failures():
@@ -156,14 +162,16 @@ def test_psci_complete_failures():
         ((calling, target, PsciReturn.ALREADY_ON.encode()), "status"),
     ]:
         expect_failure(host, FID.PSCI_COMPLETE, args, INPUT, 0, cond)
-    host.m._rmm.recs[calling].gprs[1] = 2  # names a vCPU other than target
+    host, realm, calling, target = psci_setup(target_mpidr=2)  # names a vCPU other than target
     expect_failure(host, FID.PSCI_COMPLETE, (calling, target, ok), INPUT, 0, "target")
 
 
 def test_psci_complete_failure_nothing_pending():
     """B4.3.7.2 pending."""
     host, realm, calling, target = psci_setup()
-    host.m._rmm.recs[calling].psci_pending = PsciPending.NONE
+    third = realm.recs[2]  # has asked for nothing
+    expect_failure(host, FID.PSCI_COMPLETE, (third, target, 0), INPUT, 0, "pending")
+    host.rmi.psci_complete(calling, target, 0).check()  # once completed, nothing is pending
     expect_failure(host, FID.PSCI_COMPLETE, (calling, target, 0), INPUT, 0, "pending")
 
 
@@ -171,25 +179,28 @@ def test_psci_complete_cpu_on_success():
     """B4.3.7.3 on_success, args, pending."""
     host, realm, calling, target = psci_setup()
     assert host.rmi.psci_complete(calling, target, 0).ok
-    rmm = host.m._rmm
-    c, t = rmm.recs[calling], rmm.recs[target]
+    c, t = rec_state(host, calling), rec_state(host, target)
     assert t.runnable and t.pc == 0x8020_0000 and t.gprs[0] == 0xC0DE and t.gprs[1:] == [0] * 31
     assert c.gprs[:4] == [0, 0, 0, 0] and c.psci_pending is PsciPending.NONE
+    # and the realm sees PSCI_SUCCESS in X0..X3 when the calling REC runs again
+    assert realm.finish(calling).gprs[:4] == [0, 0, 0, 0]
 
 
 def test_psci_complete_cpu_on_already_on():
     """B4.3.7.3 on_already: the target is already runnable."""
     host, realm, calling, target = psci_setup(target_runnable=True)
     assert host.rmi.psci_complete(calling, target, 0).ok
-    assert host.m._rmm.recs[calling].gprs[0] == PsciReturn.ALREADY_ON.encode()
+    assert rec_state(host, calling).gprs[0] == PsciReturn.ALREADY_ON.encode()
+    assert realm.finish(calling).gprs[0] == PsciReturn.ALREADY_ON.encode()
 
 
 def test_psci_complete_cpu_on_denied():
     """B4.3.7.3 status: the host may deny CPU_ON of a stopped vCPU (PsciReturnCodePermitted)."""
     host, realm, calling, target = psci_setup()
     assert host.rmi.psci_complete(calling, target, PsciReturn.DENIED.encode()).ok
-    assert host.m._rmm.recs[calling].gprs[0] == PsciReturn.DENIED.encode()
-    assert not host.m._rmm.recs[target].runnable
+    assert rec_state(host, calling).gprs[0] == PsciReturn.DENIED.encode()
+    assert not rec_state(host, target).runnable
+    assert realm.finish(calling).gprs[0] == PsciReturn.DENIED.encode()
 
 
 @pytest.mark.parametrize("runnable, result", [(True, 0), (False, 1)])
@@ -197,7 +208,8 @@ def test_psci_complete_affinity_info(runnable, result):
     """B4.3.7.3 affinity_on, affinity_off."""
     host, realm, calling, target = psci_setup(PsciFid.AFFINITY_INFO, target_runnable=runnable)
     assert host.rmi.psci_complete(calling, target, 0).ok
-    assert host.m._rmm.recs[calling].gprs[0] == result
+    assert rec_state(host, calling).gprs[0] == result
+    assert realm.finish(calling).gprs[:2] == [result, 0]
 
 
 def test_psci_complete_affinity_info_cannot_be_denied():

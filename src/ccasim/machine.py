@@ -1,13 +1,24 @@
 """The machine: an Arm CCA platform with EL3 firmware and an RMM, driven from the Normal world.
 
-:class:`Machine` is the public entry point. The host side sees exactly what Normal-world
-software on real hardware sees: it issues SMCs with register values and reads and writes
-physical memory through the Non-secure PAS.
+:class:`Machine` is the public entry point. Its interface has three parts:
+
+- **architectural**: what Normal-world software on real hardware can do: :meth:`~Machine.smc`,
+  :meth:`~Machine.ns_read`, :meth:`~Machine.ns_write`, :meth:`~Machine.read_counter`;
+- **configuration**, read only: :attr:`~Machine.platform` (the memory map) and
+  :attr:`~Machine.attestation` (the platform's attestation keys and claims). What the RMM
+  supports is what RMI_FEATURES returns, through :meth:`~Machine.smc`;
+- **debug views**, read only, the way a debugger or a model's console shows what hardware
+  would not: the RMM's log, granule states, measurements, why a vCPU stopped, physical memory
+  regardless of PAS, and a copy of all RMM state. Nothing in them is needed to drive a realm.
+
+Everything else (the memory system, the PE, EL3, the RMM) is private.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 
 from ccasim import guest
 from ccasim.arch.vmsa import GRANULE_MASK
@@ -18,10 +29,23 @@ from ccasim.hw.counter import SystemCounter
 from ccasim.hw.gpt import Pas
 from ccasim.hw.pe import Pe
 from ccasim.hw.platform import Platform, fvp_base
+from ccasim.hw.vcpu import Vcpu
 from ccasim.isa import VcpuStop
+from ccasim.rmm import state
 from ccasim.rmm.core import Rmm
 from ccasim.rmm.features import RmmFeatures
 from ccasim.rmm.log import LogRecord
+from ccasim.rmm.state import RmmState
+
+
+@dataclass(frozen=True)
+class MachineState:
+    """A copy of the machine's state (:meth:`Machine.debug_state`): the RMM's, the GPT
+    entries that differ from the boot PAS, and every granule of memory that is not zero."""
+
+    rmm: RmmState
+    gpt: Mapping[int, Pas]
+    memory: Mapping[int, bytes]
 
 
 class Machine:
@@ -37,6 +61,8 @@ class Machine:
         keys, see :mod:`ccasim.el3.attestation`).
     :param trace: keep the RMM's log (every RMI, RSI and PSCI call, and every guest program
         that stops) in :attr:`rmm_log`.
+    :param feature_overrides: fields of :class:`~ccasim.rmm.features.RmmFeatures` to change
+        from the defaults (counts are counts: ``num_bps=16`` is 16 breakpoints).
     """
 
     def __init__(
@@ -49,22 +75,21 @@ class Machine:
         trace: bool = False,
         **feature_overrides: object,
     ) -> None:
-        self.platform = platform if platform is not None else fvp_base(pa_bits)
-        pa_bits = self.platform.pa_bits
+        self._platform = platform if platform is not None else fvp_base(pa_bits)
+        pa_bits = self._platform.pa_bits
         if features is None:
             defaults: dict[str, object] = {"max_ipa_width": pa_bits, "lpa2": pa_bits == 52}
             defaults.update(feature_overrides)
             features = RmmFeatures(**defaults)  # type: ignore[arg-type]
         elif feature_overrides:
             raise TypeError("give either features= or feature keyword arguments, not both")
-        self.memory = MemorySystem(self.platform)
-        self.counter = SystemCounter()
-        self.pe = Pe(self.memory, self.counter, guest.load)
-        self.monitor = Monitor(self.memory, attestation)
-        self._rmm = Rmm(self.memory, self.monitor, self.pe, features)
-        self.monitor.rmm = self._rmm
-        # An SMC from the Normal world traps straight to EL3.
-        self.smc = self.monitor.smc_from_ns  # type: ignore[method-assign, assignment]
+        self._memory = MemorySystem(self._platform)
+        self._counter = SystemCounter()
+        self._pe = Pe(self._memory, self._counter, guest.load)
+        self._monitor = Monitor(self._memory, attestation)
+        self._rmm = Rmm(self._memory, self._monitor, self._pe, features)
+        self._monitor.rmm = self._rmm
+        self._smc_from_ns = self._monitor.smc_from_ns  # an SMC traps straight to EL3
         self.rmm_log: list[LogRecord] = []
         if trace:
             self.on_rmm_log(self.rmm_log.append)
@@ -76,9 +101,9 @@ class Machine:
 
         Values are taken as the 64-bit registers would hold them (negative numbers in two's
         complement); at most 17 argument registers (SMCCC 1.2). Returns X0..X4; registers a
-        command does not write read as 0. (Bound in ``__init__`` to the EL3 monitor's entry.)
+        command does not write read as 0.
         """
-        return self.monitor.smc_from_ns(fid, *args)
+        return self._smc_from_ns(fid, *args)
 
     def ns_write(self, pa: int, data: bytes) -> None:
         """A Normal-world write of ``data`` at physical address ``pa``.
@@ -86,7 +111,7 @@ class Machine:
         Raises GranuleProtectionFault where a granule is not in the NS PAS and ExternalAbort
         where no memory is populated (or the address is outside the PA space).
         """
-        self.memory.write(pa, data, Pas.NS)
+        self._memory.write(pa, data, Pas.NS)
 
     def ns_read(self, pa: int, size: int) -> bytes:
         """A Normal-world read of ``size`` bytes at physical address ``pa``.
@@ -97,7 +122,31 @@ class Machine:
         """
         if size < 0:
             raise ValueError(f"ns_read of {size} bytes: a size is not negative")
-        return self.memory.read(pa, size, Pas.NS)
+        return self._memory.read(pa, size, Pas.NS)
+
+    def read_counter(self) -> int:
+        """The system counter (CNTPCT_EL0), shared by every PE."""
+        return self._counter.value
+
+    # -- configuration (read only) ---------------------------------------------------------
+
+    @property
+    def platform(self) -> Platform:
+        """The memory map."""
+        return self._platform
+
+    @property
+    def attestation(self) -> PlatformAttestation:
+        """The platform's attestation keys and claims: what EL3 signs platform tokens with."""
+        return self._monitor.attestation
+
+    # -- platform events -------------------------------------------------------------------
+
+    def lend_to_secure_world(self, pa: int) -> bool:
+        """EL3 moves the NS granule holding ``pa`` to the Secure PAS for the Secure world (as
+        an FF-A memory lend does); False if it is not in the NS PAS. Then neither the Normal
+        world nor RMI_GRANULE_DELEGATE (``gran_gpt``) can use it."""
+        return self._memory.gpt.transition(pa & ~GRANULE_MASK, Pas.NS, Pas.SECURE)
 
     # -- debug views (read only; not architectural) ----------------------------------------
 
@@ -107,7 +156,7 @@ class Machine:
 
     def granule_pas(self, pa: int) -> Pas:
         """The GPT entry of the granule holding ``pa``."""
-        return self.memory.gpt.pas(pa)
+        return self._memory.gpt.pas(pa)
 
     def realm_measurements(self, rd: int) -> list[bytes]:
         """[RIM, REM0, REM1, REM2, REM3] of the realm whose RD is at ``rd``, each the realm's
@@ -133,11 +182,20 @@ class Machine:
         and clears it; the console keeps the history."""
         return self._vcpu(rec).stop
 
-    def _vcpu(self, rec: int):
-        found = self._rmm.recs.get(rec)
-        if found is None:
-            raise ValueError(f"no REC is at {rec:#x}")
-        return found.vcpu
+    def debug_read(self, pa: int, size: int) -> bytes:
+        """Physical memory as a debugger reads it, whatever the granule's PAS (no granule
+        protection check); unpopulated memory reads as zero."""
+        if size < 0:
+            raise ValueError(f"debug_read of {size} bytes: a size is not negative")
+        return self._memory.memory.read(pa, size)
+
+    def debug_state(self) -> MachineState:
+        """A copy of all RMM state, the changed GPT entries and populated memory."""
+        return MachineState(
+            rmm=state.snapshot(self._rmm),
+            gpt=MappingProxyType(self._memory.gpt.changed_granules()),
+            memory=MappingProxyType(self._memory.memory.contents()),
+        )
 
     def on_rmm_log(self, callback: Callable[[LogRecord], None] | None) -> None:
         """Call ``callback`` with the RMM's log record of every SMC it handles (RMI commands
@@ -146,6 +204,8 @@ class Machine:
         :mod:`ccasim.rmm.log`."""
         self._rmm.log = callback
 
-    @property
-    def features(self) -> RmmFeatures:
-        return self._rmm.features
+    def _vcpu(self, rec: int) -> Vcpu:
+        found = self._rmm.recs.get(rec)
+        if found is None:
+            raise ValueError(f"no REC is at {rec:#x}")
+        return found.vcpu

@@ -59,6 +59,10 @@ class PhysicalMemory:
         """Scrub the granule at ``pa``: afterwards it reads as zeros."""
         self._granules.pop(pa >> GRANULE_SHIFT, None)
 
+    def contents(self) -> dict[int, bytes]:
+        """Base address -> contents of every granule that is not all zeros (a copy)."""
+        return {gidx << GRANULE_SHIFT: page for gidx, page in self._granules.items()}
+
     def populated(self) -> int:
         """Number of granules currently holding contents that are not all zero."""
         return len(self._granules)
