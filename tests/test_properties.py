@@ -9,7 +9,9 @@ state a command expects so that deep paths are reached. After every call it chec
 - every DATA granule is mapped by exactly one ASSIGNED entry, every REC_AUX owned by one REC;
 - a Normal-world access succeeds exactly on NS granules;
 - a failing command changes nothing;
-- an undelegated granule shows no data from its time in the Realm world.
+- an undelegated granule shows no data from its time in the Realm world;
+- every invariant ccasim.rmm.types documents (DELEGATED granules hold nothing, RTT entry
+  states fit their IPA half, realms only move forward and keep their RIM once active, ...).
 """
 
 from collections import Counter
@@ -22,7 +24,7 @@ from ccasim.hw import Pas
 from ccasim.rmi import FID, RealmParams, RecEnter, RecParams, levels
 from ccasim.rmi.types import RecMpidr
 from ccasim.rmm.s2tt import ASSIGNED, ASSIGNED_NS, TABLE, UNASSIGNED, UNASSIGNED_NS
-from ccasim.rmm.types import GranuleState, RealmState, RecState
+from ccasim.rmm.types import GranuleState, RealmState, RecState, Ripas
 from support import GRANULE, Host, snapshot
 
 POOL = 40
@@ -41,6 +43,7 @@ IPAS = [
 LEVELS = [-1, 0, 1, 2, 3, 4]
 RTT_CONFIGS = [(48, 0, 1), (39, 1, 1), (40, 1, 2), (40, 0, 2)]
 NS_DESC = 0b101 << 2 | 0b11 << 6
+REALM_ORDER = [RealmState.NEW, RealmState.ACTIVE, RealmState.SYSTEM_OFF]
 
 
 def check_invariants(m: ccasim.Machine, pool: list[int]) -> None:
@@ -100,6 +103,8 @@ def check_rtt_tree(rmm, realm, addr, level, base, parents, data_refs) -> None:
             (UNASSIGNED, ASSIGNED, TABLE) if protected else (UNASSIGNED_NS, ASSIGNED_NS, TABLE)
         )
         assert entry.state in allowed, f"{entry} at IPA {ipa:#x}"
+        if not protected or entry.state is TABLE:
+            assert entry.ripas is Ripas.EMPTY, f"{entry} at IPA {ipa:#x} carries a RIPAS"
         if entry.state is TABLE:
             assert level < levels.RTT_PAGE_LEVEL
             assert rmm.granules.get(entry.addr) is GranuleState.RTT
@@ -213,12 +218,19 @@ def test_random_rmi_sequences_keep_the_invariants(data):
     for _ in range(data.draw(st.integers(1, 40))):
         call = operation(data, sc)
         before = snapshot(sc.m)
+        realms = sc.m.debug_state().rmm.realms
         x = sc.m.smc(*call)
         if x[0] != 0:
             assert snapshot(sc.m) == before, f"failed {sc.m.rmm_log[-1]} changed state"
         elif call[0] == FID.GRANULE_UNDELEGATE:
             assert sc.m.ns_read(call[1], GRANULE) == bytes(GRANULE)
         check_invariants(sc.m, sc.pool)
+        for rd, after in sc.m.debug_state().rmm.realms.items():
+            if rd in realms:  # RealmState: forward only; the RIM is fixed once not NEW
+                old = realms[rd]
+                assert REALM_ORDER.index(after.state) >= REALM_ORDER.index(old.state)
+                if old.state is not RealmState.NEW:
+                    assert after.measurements[0] == old.measurements[0]
 
 
 @given(st.integers(0, 2**64 - 1), st.lists(st.integers(0, 2**64 - 1), max_size=6))
