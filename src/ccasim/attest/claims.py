@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import cbor2
 
+from ccasim import ccatoken as t
+
 
 class ClaimsError(ValueError):
     """A claim set that is malformed or lacks a mandatory claim."""
@@ -31,42 +33,39 @@ class Claim:
     mandatory: bool = True
 
 
-#: The realm's extensible measurements: REM0..REM3, which RSI indexes 1..4 (A7.2.3.1.6).
-CLAIM_REMS = 44239
-
 REALM_CLAIMS = [
-    Claim(10, "challenge", bytes, (64,)),
-    Claim(265, "profile", str, mandatory=False),
-    Claim(44235, "personalization-value", bytes, (64,)),
-    Claim(44238, "initial-measurement", bytes, (32, 48, 64)),
-    Claim(CLAIM_REMS, "extensible-measurements", ARRAY),
-    Claim(44236, "hash-algo-id", str),
-    Claim(44237, "public-key", bytes),
-    Claim(44240, "public-key-hash-algo-id", str),
+    Claim(t.REALM_CHALLENGE, "challenge", bytes, (64,)),
+    Claim(t.REALM_PROFILE_CLAIM, "profile", str, mandatory=False),
+    Claim(t.REALM_RPV, "personalization-value", bytes, (64,)),
+    Claim(t.REALM_RIM, "initial-measurement", bytes, (32, 48, 64)),
+    Claim(t.REALM_REMS, "extensible-measurements", ARRAY),
+    Claim(t.REALM_HASH_ALGO, "hash-algo-id", str),
+    Claim(t.REALM_RAK, "public-key", bytes),
+    Claim(t.REALM_RAK_HASH_ALGO, "public-key-hash-algo-id", str),
 ]
 
 PLATFORM_CLAIMS = [
-    Claim(265, "profile", str),
-    Claim(10, "challenge", bytes, (32, 48, 64)),
-    Claim(2396, "implementation-id", bytes, (32,)),
-    Claim(256, "instance-id", bytes, (33,)),
-    Claim(2401, "config", bytes),
-    Claim(2395, "lifecycle", int),
-    Claim(2399, "sw-components", ARRAY),
-    Claim(2400, "verification-service", str, mandatory=False),
-    Claim(2402, "hash-algo-id", str),
+    Claim(t.PLATFORM_PROFILE_CLAIM, "profile", str),
+    Claim(t.PLATFORM_CHALLENGE, "challenge", bytes, (32, 48, 64)),
+    Claim(t.PLATFORM_IMPLEMENTATION_ID, "implementation-id", bytes, (32,)),
+    Claim(t.PLATFORM_INSTANCE_ID, "instance-id", bytes, (33,)),
+    Claim(t.PLATFORM_CONFIG, "config", bytes),
+    Claim(t.PLATFORM_LIFECYCLE, "lifecycle", int),
+    Claim(t.PLATFORM_SW_COMPONENTS, "sw-components", ARRAY),
+    Claim(t.PLATFORM_VERIFICATION_SERVICE, "verification-service", str, mandatory=False),
+    Claim(t.PLATFORM_HASH_ALGO, "hash-algo-id", str),
 ]
 
 SW_COMPONENT_FIELDS = {
-    1: "measurement-type",
-    2: "measurement-value",
-    4: "version",
-    5: "signer-id",
-    6: "hash-algo-id",
+    t.SW_MEASUREMENT_TYPE: "measurement-type",
+    t.SW_MEASUREMENT_VALUE: "measurement-value",
+    t.SW_VERSION: "version",
+    t.SW_SIGNER_ID: "signer-id",
+    t.SW_HASH_ALGO: "hash-algo-id",
 }
 
-REALM_PROFILE = "tag:arm.com,2023:realm#1.0.0"
-PLATFORM_PROFILES = ("tag:arm.com,2023:cca_platform#1.0.0", "http://arm.com/CCA-SSD/1.0.0")
+REALM_PROFILE = t.REALM_PROFILE
+PLATFORM_PROFILES = (t.PLATFORM_PROFILE, t.PLATFORM_PROFILE_LEGACY)
 
 NAMES = {
     "realm": {c.key: c.name for c in REALM_CLAIMS},
@@ -123,7 +122,7 @@ def decode_realm_claims(data: bytes) -> dict:
     """A realm claim map, checked against A7.2.3.1 (raises ClaimsError)."""
     claims = _decode_map(data, "realm")
     _check(claims, REALM_CLAIMS, "realm")
-    rems = claims[CLAIM_REMS]
+    rems = claims[t.REALM_REMS]
     if len(rems) != 4 or any(not isinstance(r, bytes) or len(r) not in (32, 48, 64) for r in rems):
         raise ClaimsError(
             "realm claim extensible-measurements must be 4 byte strings of 32, 48 or 64 bytes"
@@ -135,9 +134,11 @@ def decode_platform_claims(data: bytes) -> dict:
     """A CCA platform claim map, checked against A7.2.3.2 (raises ClaimsError)."""
     claims = _decode_map(data, "platform")
     _check(claims, PLATFORM_CLAIMS, "platform")
-    if claims[256][0] != 0x01:
+    if claims[t.PLATFORM_INSTANCE_ID][0] != 0x01:
         raise ClaimsError("platform claim instance-id must start with 0x01 (a RAND UEID)")
-    for i, component in enumerate(claims[2399]):
-        if not isinstance(component, Mapping) or not isinstance(component.get(2), bytes):
+    for i, component in enumerate(claims[t.PLATFORM_SW_COMPONENTS]):
+        if not isinstance(component, Mapping) or not isinstance(
+            component.get(t.SW_MEASUREMENT_VALUE), bytes
+        ):
             raise ClaimsError(f"platform sw-components[{i}] has no measurement-value")
     return claims

@@ -11,14 +11,15 @@ from dataclasses import dataclass
 
 import cbor2
 
+from ccasim import ccatoken as t
 from ccasim.attest.claims import decode_platform_claims, decode_realm_claims
 
-TAG_CCA_TOKEN = 399
-TAG_CMW_COLLECTION = 907
+TAG_CCA_TOKEN = t.CCA_TOKEN_TAG
+TAG_CMW_COLLECTION = t.CMW_COLLECTION_TAG
 CMW_CONTENT_FORMAT_COSE_SIGN1 = 263  # application/eat+cwt; the media type of a COSE_Sign1 EAT
 TAG_COSE_SIGN1 = 18
-PLATFORM_KEY = 44234
-REALM_KEY = 44241
+PLATFORM_KEY = t.COLLECTION_PLATFORM
+REALM_KEY = t.COLLECTION_REALM
 
 
 class TokenError(ValueError):

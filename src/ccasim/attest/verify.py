@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ccasim import ccatoken as t
 from ccasim import cose
 from ccasim.attest.claims import PLATFORM_PROFILES, REALM_PROFILE, ClaimsError
 from ccasim.attest.keys import KeyError_, rak_public_key
@@ -83,16 +84,16 @@ def verify_token(
     realm, platform = token.realm_claims, token.platform_claims
     report.add("format", True, f"{token.form}, platform and realm claims complete")
 
-    profile = platform[265]
+    profile = platform[t.PLATFORM_PROFILE_CLAIM]
     known = profile in PLATFORM_PROFILES
     report.add("platform profile", True, profile + ("" if known else " (unrecognised)"))
-    realm_profile = realm.get(265)
+    realm_profile = realm.get(t.REALM_PROFILE_CLAIM)
     if realm_profile is not None:
         note = "" if realm_profile == REALM_PROFILE else " (not RMM 1.0; checked as 1.0 claims)"
         report.add("realm profile", True, realm_profile + note)
 
     try:
-        rak, rak_form = rak_public_key(realm[44237])
+        rak, rak_form = rak_public_key(realm[t.REALM_RAK])
     except KeyError_ as e:
         report.add("realm signature", False, str(e))
     else:
@@ -103,18 +104,19 @@ def verify_token(
     else:
         _signature(report, "platform signature", token.platform, cpak)
 
-    hash_name = realm[44240]
+    hash_name = realm[t.REALM_RAK_HASH_ALGO]
     hash_fn = HASHES.get(hash_name)
     if hash_fn is None:
         report.add("binding", False, f"unknown RAK hash algorithm {hash_name!r}")
     else:
-        digest = hash_fn(realm[44237]).digest()
-        ok = digest == platform[10]
-        detail = f"{hash_name}(RAK) {'=' if ok else '!='} platform challenge {platform[10].hex()}"
+        digest = hash_fn(realm[t.REALM_RAK]).digest()
+        bound = platform[t.PLATFORM_CHALLENGE]
+        ok = digest == bound
+        detail = f"{hash_name}(RAK) {'=' if ok else '!='} platform challenge {bound.hex()}"
         report.add("binding", ok, detail)
 
-    _expect(report, "realm initial measurement", realm[44238], expect_rim)
-    _expect(report, "realm personalization value", realm[44235], expect_rpv)
+    _expect(report, "realm initial measurement", realm[t.REALM_RIM], expect_rim)
+    _expect(report, "realm personalization value", realm[t.REALM_RPV], expect_rpv)
     if challenge is not None:
-        _expect(report, "realm challenge", realm[10], challenge.ljust(64, b"\0"))
+        _expect(report, "realm challenge", realm[t.REALM_CHALLENGE], challenge.ljust(64, b"\0"))
     return report

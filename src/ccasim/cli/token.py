@@ -12,9 +12,10 @@ import click
 
 from ccasim import attest
 from ccasim.attest import dump_public_key
-from ccasim.attest.claims import CLAIM_REMS, NAMES, SW_COMPONENT_FIELDS
+from ccasim.attest.claims import NAMES, SW_COMPONENT_FIELDS
 from ccasim.attest.keys import KEY_FORMATS
 from ccasim.attest.verify import ALG_NAMES
+from ccasim.ccatoken import REALM_REMS
 from ccasim.cli.files import read_file, write_file
 from ccasim.cli.numbers import parse_hex_bytes
 from ccasim.el3.attestation import PlatformAttestation
@@ -30,7 +31,7 @@ def hex_option(value: str | None, name: str) -> bytes | None:
 
 
 #: How the items of an array claim are labelled: the REMs as REM0..REM3 (RSI index 1..4).
-ITEM_LABELS = {CLAIM_REMS: "REM{}"}
+ITEM_LABELS = {REALM_REMS: "REM{}"}
 
 
 def render(

@@ -16,21 +16,10 @@ from dataclasses import dataclass, field
 import cbor2
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ccasim import ccatoken as t
 from ccasim import cose
 
-PLATFORM_PROFILE = "tag:arm.com,2023:cca_platform#1.0.0"
 LIFECYCLE_SECURED = 0x3000
-
-# CCA platform token claim keys (A7.2.3.2)
-CLAIM_PROFILE = 265
-CLAIM_CHALLENGE = 10
-CLAIM_IMPLEMENTATION_ID = 2396
-CLAIM_INSTANCE_ID = 256
-CLAIM_CONFIG = 2401
-CLAIM_LIFECYCLE = 2395
-CLAIM_SW_COMPONENTS = 2399
-CLAIM_VERIFICATION_SERVICE = 2400
-CLAIM_HASH_ALGO = 2402
 
 
 def key_from_seed(seed: str, curve: ec.EllipticCurve | None = None) -> ec.EllipticCurvePrivateKey:
@@ -60,12 +49,12 @@ class SoftwareComponent:
 
     def claim(self) -> dict[int, object]:
         """The claim map, keys in the order the reference platform (TF-M) emits them."""
-        c: dict[int, object] = {1: self.measurement_type}
+        c: dict[int, object] = {t.SW_MEASUREMENT_TYPE: self.measurement_type}
         if self.version:
-            c[4] = self.version
-        c[5] = self.signer_id
-        c[2] = self.measurement_value
-        c[6] = self.hash_algo
+            c[t.SW_VERSION] = self.version
+        c[t.SW_SIGNER_ID] = self.signer_id
+        c[t.SW_MEASUREMENT_VALUE] = self.measurement_value
+        c[t.SW_HASH_ALGO] = self.hash_algo
         return c
 
 
@@ -99,15 +88,15 @@ class PlatformAttestation:
         """The CCA platform claim map (A7.2.3.2) for a platform challenge, in the order the
         reference platform emits the claims."""
         return {
-            CLAIM_PROFILE: PLATFORM_PROFILE,
-            CLAIM_CHALLENGE: challenge,
-            CLAIM_IMPLEMENTATION_ID: self.implementation_id,
-            CLAIM_INSTANCE_ID: self.instance_id,
-            CLAIM_CONFIG: self.config,
-            CLAIM_LIFECYCLE: self.lifecycle,
-            CLAIM_HASH_ALGO: self.hash_algo,
-            CLAIM_VERIFICATION_SERVICE: self.verification_service,
-            CLAIM_SW_COMPONENTS: [c.claim() for c in self.sw_components],
+            t.PLATFORM_PROFILE_CLAIM: t.PLATFORM_PROFILE,
+            t.PLATFORM_CHALLENGE: challenge,
+            t.PLATFORM_IMPLEMENTATION_ID: self.implementation_id,
+            t.PLATFORM_INSTANCE_ID: self.instance_id,
+            t.PLATFORM_CONFIG: self.config,
+            t.PLATFORM_LIFECYCLE: self.lifecycle,
+            t.PLATFORM_HASH_ALGO: self.hash_algo,
+            t.PLATFORM_VERIFICATION_SERVICE: self.verification_service,
+            t.PLATFORM_SW_COMPONENTS: [c.claim() for c in self.sw_components],
         }
 
     def platform_token(self, challenge: bytes) -> bytes:
