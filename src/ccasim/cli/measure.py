@@ -17,7 +17,7 @@ from ccasim.cli.numbers import ADDRESS, COUNT, REGISTER, parse_hex_bytes, parse_
 from ccasim.measure import Blob, Capabilities, Launch, LaunchError, Region, RimCalculator
 from ccasim.vmm import kvmtool as kvmtool_vmm
 from ccasim.vmm import qemu as qemu_vmm
-from ccasim.vmm.capabilities import load_toml
+from ccasim.vmm.capabilities import HASH_ALGOS, load_toml
 from ccasim.vmm.cmdline import dtb_file
 
 DIGEST_SIZE = {"sha256": 32, "sha512": 64}
@@ -80,9 +80,7 @@ files (-c, stackable; each file can only lower what the ones before allowed).
 @click.option("--pmu-num-ctrs", type=COUNT, help="PMU event counters (0-31).")
 @click.option("--pmu", type=Bool(), help="Whether the host has a PMU for realms.")
 @click.option("--lpa2", type=Bool(), help="Whether the host supports LPA2.")
-@click.option(
-    "--hash-algo", type=click.Choice(["sha256", "sha512"]), help="Needed for custom realms."
-)
+@click.option("--hash-algo", type=click.Choice(HASH_ALGOS), help="Needed for custom realms.")
 @click.option("--dtb", metavar="FILE", help="Measure this device tree as is.")
 @click.option("--output-dtb", metavar="FILE", help="Write the device tree that was measured.")
 @click.option("-v", "--verbose", is_flag=True, help="Print every step with the RIM after it.")

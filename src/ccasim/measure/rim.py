@@ -9,7 +9,7 @@ from ccasim.rmi.structs import RecParams
 from ccasim.rmi.types import REC_RUNNABLE, HashAlgorithm
 from ccasim.vmm.launch import Launch
 
-HASHES = {"sha256": HashAlgorithm.SHA_256, "sha512": HashAlgorithm.SHA_512}
+HASHES = {a.hashlib_name: a for a in HashAlgorithm}
 
 
 @dataclass(frozen=True)

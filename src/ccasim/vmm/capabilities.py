@@ -8,10 +8,11 @@ import tomllib
 from dataclasses import dataclass, fields, replace
 
 from ccasim.arch.registers import MASK64
-from ccasim.rmi.types import FeatureRegister0
+from ccasim.rmi.types import FeatureRegister0, HashAlgorithm
 from ccasim.vmm.errors import LaunchError
 
-HASH_ALGOS = ("sha256", "sha512")
+#: The realm hash algorithms by the names the VMMs use (hashlib's).
+HASH_ALGOS = tuple(a.hashlib_name for a in HashAlgorithm)
 
 
 class CapabilityError(LaunchError):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ccasim.vmm import fdt, layout
-from ccasim.vmm.capabilities import Capabilities
+from ccasim.vmm.capabilities import HASH_ALGOS, Capabilities
 from ccasim.vmm.cmdline import (
     MAX_IPA_BITS,
     Parser,
@@ -73,7 +73,7 @@ def launch(caps: Capabilities, argv: list[str], dtb: bytes | None = None) -> Lau
     p.add_argument("-p", "--params", default="")
     p.add_argument("-f", "--firmware")
     p.add_argument("--firmware-address")
-    p.add_argument("--measurement-algo", choices=("sha256", "sha512"), default="sha256")
+    p.add_argument("--measurement-algo", choices=HASH_ALGOS, default="sha256")
     p.add_argument("--realm-pv", default="")
     p.add_argument("--pmu", action="store_true")
     p.add_argument("--pmu-counters", type=int)
