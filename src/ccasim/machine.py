@@ -2,7 +2,7 @@
 
 :class:`Machine` is the public entry point. Its interface has three parts:
 
-- **architectural**: what Normal-world software on real hardware can do: :meth:`~Machine.smc`,
+- **architectural**: what Normal-world software on real hardware can do: :attr:`~Machine.smc`,
   :meth:`~Machine.ns_read`, :meth:`~Machine.ns_write`, :meth:`~Machine.read_counter`;
 - **configuration**, read only: :attr:`~Machine.platform` (the memory map) and
   :attr:`~Machine.attestation` (the platform's attestation keys and claims). What the RMM
@@ -16,6 +16,7 @@ Everything else (the memory system, the PE, EL3, the RMM) is private.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -89,21 +90,23 @@ class Machine:
         self._monitor = Monitor(self._memory, attestation)
         self._rmm = Rmm(self._memory, self._monitor, self._pe, features)
         self._monitor.rmm = self._rmm
-        self._smc_from_ns = self._monitor.smc_from_ns  # an SMC traps straight to EL3
         self.rmm_log: list[LogRecord] = []
         if trace:
             self.on_rmm_log(self.rmm_log.append)
 
     # -- the architectural interface -------------------------------------------------------
 
-    def smc(self, fid: int, *args: int) -> tuple[int, int, int, int, int]:
-        """Execute an SMC from the Normal world with X0 = ``fid`` and X1.. = ``args``.
+    @functools.cached_property
+    def smc(self) -> Callable[..., tuple[int, int, int, int, int]]:
+        """``smc(fid, *args)``: execute an SMC from the Normal world with X0 = ``fid`` and
+        X1.. = ``args``; returns X0..X4, registers a command does not write reading as 0.
 
         Values are taken as the 64-bit registers would hold them (negative numbers in two's
-        complement); at most 17 argument registers (SMCCC 1.2). Returns X0..X4; registers a
-        command does not write read as 0.
+        complement); at most 17 argument registers (SMCCC 1.2). An SMC traps straight to EL3,
+        so this is the EL3 monitor's entry itself (``Monitor.smc_from_ns``), with no call in
+        between: the first access looks it up, later ones find it on the machine.
         """
-        return self._smc_from_ns(fid, *args)
+        return self._monitor.smc_from_ns
 
     def ns_write(self, pa: int, data: bytes) -> None:
         """A Normal-world write of ``data`` at physical address ``pa``.
