@@ -16,6 +16,12 @@ RTT_MIN_LEVEL_LPA2 = -1
 MAX_CONCATENATED_BITS = 4
 
 
+def protected_limit(ipa_width: int) -> int:
+    """The first Unprotected IPA: the top bit of the IPA space selects the Unprotected half
+    (A5.2.1), so Protected IPAs are those below 2^(ipa_width - 1) (AddrIsProtected, B3.4)."""
+    return 1 << (ipa_width - 1)
+
+
 def entries_per_rtt(level: int) -> int:
     """Entries in one RTT: 512, except 16 at level -1 (LPA2 resolves IPA bits [51:48] there)."""
     return 16 if level == RTT_MIN_LEVEL_LPA2 else RTT_ENTRIES

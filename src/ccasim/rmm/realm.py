@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ccasim.arch.vmsa import GRANULE_SIZE
+from ccasim.rmi.levels import protected_limit
 from ccasim.rmi.measurement import MEASUREMENT_SIZE
 from ccasim.rmi.types import HashAlgorithm
 from ccasim.rmm.types import RealmState
@@ -42,11 +43,11 @@ class Realm:
     @property
     def par_size(self) -> int:
         """Size of the Protected IPA range: the lower half of the IPA space (A5.2.1)."""
-        return 1 << (self.ipa_width - 1)
+        return protected_limit(self.ipa_width)
 
     def is_protected(self, ipa: int) -> bool:
         """AddrIsProtected (B3.4)."""
-        return ipa < 1 << (self.ipa_width - 1)
+        return ipa < protected_limit(self.ipa_width)
 
     def starting_rtts(self) -> list[int]:
         """PAs of the starting-level RTT granules."""

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 
 from ccasim.arch.vmsa import GRANULE_SIZE
+from ccasim.rmi import levels
 from ccasim.rmi.structs import RealmParams
 from ccasim.rmi.types import REALM_FLAG_LPA2, REALM_FLAG_PMU
 from ccasim.vmm.capabilities import Capabilities, CapabilityError
@@ -119,7 +120,7 @@ class Launch:
         for name, value in (("pc", image.pc), ("x0", image.x0)):
             if not 0 <= value < 1 << 64:
                 raise LaunchError(f"{name}={value:#x} does not fit in a 64-bit register")
-        protected = 1 << (ipa_bits - 1)
+        protected = levels.protected_limit(ipa_bits)
         ranges = [(f"RAM at {b:#x}", b, b + n) for b, n in image.ram]
         spans: list[Blob | Region] = [*image.blobs, *image.unmeasured]
         ranges += [(span.name, span.first_granule, span.end) for span in spans]

@@ -62,7 +62,7 @@ def rtt_config_is_valid(params: RealmParams, pa_bits: int) -> bool:
 def starting_rtt(rtt_index: int, level: int, ipa_width: int) -> list[s2tt.Rtte]:
     """Entries of the ``rtt_index``-th starting-level RTT of a new realm (B4.3.9.3)."""
     size = levels.level_size(level)
-    par_size = 1 << (ipa_width - 1)
+    par_size = levels.protected_limit(ipa_width)
     first_ipa = rtt_index * levels.RTT_ENTRIES * size
     return [
         s2tt.RTTE_UNASSIGNED_EMPTY if first_ipa + i * size < par_size else s2tt.RTTE_UNASSIGNED_NS
