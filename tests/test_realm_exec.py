@@ -428,8 +428,21 @@ def test_wfi_and_wfe_traps():
     launched = host2.launch("t.wfe", tag="wfe")
     exit_ = host2.enter(launched.recs[0], launched.run, RecEnter(flags=ENTER_TRAP_WFE))
     assert ec(exit_.esr) == EC_WFX and exit_.esr & 3 == 1
-    host2.enter(launched.recs[0], launched.run)  # untrapped WFE completes
-    assert SEEN["wfe"] == ["woke"]
+    host2.enter(launched.recs[0], launched.run, RecEnter(flags=ENTER_TRAP_WFE))
+    assert SEEN["wfe"] == ["woke"]  # the trapped WFE is not executed again
+
+
+def test_trapped_wfi_is_skipped_and_reads_the_interrupt_injected_on_entry():
+    """A trapped WFI is not executed again on the next entry (the reference RMM advances the
+    PC on the REC exit); the program goes on to acknowledge what the host injected."""
+    host = Host()
+    launched = host.launch("t.wfi", tag="wfi-skip")
+    host.enter(launched.recs[0], launched.run, RecEnter(flags=ENTER_TRAP_WFI))
+    exit_ = host.enter(
+        launched.recs[0], launched.run, RecEnter(flags=ENTER_TRAP_WFI, gicv3_lrs=lrs(40))
+    )
+    assert SEEN["wfi-skip"] == [40, 1023]
+    assert exit_.exit_reason != RecExitReason.SYNC  # no second WFI trap
 
 
 def test_virtual_interrupt_from_list_registers():

@@ -9,7 +9,7 @@ from ccasim import smccc
 from ccasim.arch.gicv3 import HCR_EOICOUNT_MASK
 from ccasim.arch.vmsa import GRANULE_MASK
 from ccasim.hw.pe import Trap, TrapKind
-from ccasim.isa import StopReason, SynchronousExternalAbort, UndefinedInstruction, VcpuStop
+from ccasim.isa import StopReason, SynchronousExternalAbort, UndefinedInstruction, VcpuStop, Wfi
 from ccasim.psci import PSCI_FID_RANGES
 from ccasim.rmi.levels import RTT_PAGE_LEVEL
 from ccasim.rmi.structs import REC_RUN_EXIT_OFFSET, RecEnter, RecExit
@@ -118,6 +118,18 @@ def complete_psci(rmm: Rmm, rec: Rec, realm: Realm, enter: RecEnter, trap: Trap 
     rec.vcpu.complete_smc()
 
 
+def complete_wfx(rmm: Rmm, rec: Rec, realm: Realm, enter: RecEnter, trap: Trap | None) -> None:
+    """A trapped WFI or WFE is not executed again: the reference RMM advances the PC past it
+    on the REC exit (``advance_pc()``), so the realm carries on after it. A WFI then reads
+    ICC_IAR1_EL1 as its program does after waking (the spurious INTID if nothing is pending),
+    with the list registers this entry restored."""
+    vcpu = rec.vcpu
+    if isinstance(vcpu.pending, Wfi):
+        vcpu.complete(rmm.pe.acknowledge(vcpu))
+    else:
+        vcpu.complete()
+
+
 #: What REC entry finishes for each kind of REC exit (A4.2); other exits need nothing.
 COMPLETIONS: dict[LastExit, Callable[[Rmm, Rec, Realm, RecEnter, Trap | None], None]] = {
     LastExit.EMULATABLE_ABORT: complete_emulatable_abort,
@@ -125,6 +137,7 @@ COMPLETIONS: dict[LastExit, Callable[[Rmm, Rec, Realm, RecEnter, Trap | None], N
     LastExit.RIPAS_CHANGE: complete_ripas_change,
     LastExit.HOST_CALL: complete_host_call,
     LastExit.PSCI: complete_psci,
+    LastExit.WFX: complete_wfx,
 }
 
 
@@ -160,6 +173,7 @@ def handle_trap(call: RealmCall, trap: Trap) -> RecExitInfo | None:
     if kind is TrapKind.INSTRUCTION_ABORT:
         return handle_instruction_abort(call, trap)
     if kind is TrapKind.WFI or kind is TrapKind.WFE:
+        rec.last_exit, rec.last_trap = LastExit.WFX, trap
         return exits.wfx(kind is TrapKind.WFE)
     return RecExitInfo(RecExitReason.IRQ)
 

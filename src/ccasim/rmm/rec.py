@@ -27,6 +27,7 @@ class LastExit(enum.Enum):
     PSCI = "PSCI"
     RIPAS_CHANGE = "RIPAS change"
     HOST_CALL = "host call"
+    WFX = "trapped WFI or WFE"
     OTHER = "other"
 
 
