@@ -131,6 +131,12 @@ class Machine:
         """The system counter (CNTPCT_EL0), shared by every PE."""
         return self._counter.value
 
+    def idle_until(self, count: int) -> None:
+        """The Normal-world PE sleeps (WFI) until the system counter reaches ``count``: time
+        passes. A count already reached changes nothing."""
+        if count > self._counter.value:
+            self._counter.advance(count - self._counter.value)
+
     # -- configuration (read only) ---------------------------------------------------------
 
     @property

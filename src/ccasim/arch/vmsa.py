@@ -18,9 +18,11 @@ DESC_S2AP = S2AP_READ | S2AP_WRITE
 DESC_HOST_ATTRS = DESC_MEMATTR | DESC_S2AP
 #: With FEAT_S2FWB, MemAttr 0b100 is reserved.
 MEMATTR_RESERVED = 0b100
-#: MemAttr Normal Write-Back (FEAT_S2FWB encoding 0b101) with S2AP read/write: what a host
-#: usually maps shared memory with.
-DESC_NORMAL_RW = 0b101 << DESC_MEMATTR_SHIFT | DESC_S2AP
+#: MemAttr Normal Write-Back (FEAT_S2FWB encoding 0b110, Linux's MT_S2_FWB_NORMAL).
+MEMATTR_FWB_NORMAL = 0b110
+#: Normal Write-Back with S2AP read/write: what KVM maps a realm's shared memory with
+#: (``realm_map_non_secure``, seed 001-19).
+DESC_NORMAL_RW = MEMATTR_FWB_NORMAL << DESC_MEMATTR_SHIFT | DESC_S2AP
 #: With LPA2 (VTCR_EL2.DS == 1) a descriptor holds OA[51:50] in bits [9:8].
 DESC_OA_HI_SHIFT = 8
 
