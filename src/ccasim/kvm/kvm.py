@@ -72,7 +72,14 @@ class Kvm:
     - ``threads`` decides how vCPU threads interleave (:mod:`ccasim.kvm.sched`).
     """
 
-    def __init__(self, machine: Machine, *, vmid_bits: int = 16, record_rmi: bool = False):
+    def __init__(
+        self,
+        machine: Machine,
+        *,
+        vmid_bits: int = 16,
+        record_rmi: bool = False,
+        abi: InterfaceVersion = RMI_ABI_VERSION,
+    ) -> None:
         self.machine = machine
         self.pages = PageAllocator(machine)
         self.rmi = KernelRmi(machine, record=record_rmi)
@@ -86,12 +93,15 @@ class Kvm:
         self._user: list[UserMemory] = []
         self.rme_available = False
         self.feat_reg0 = FeatureRegister0()
+        #: The RMI version this kernel speaks (the series: 1.0).
+        self.abi = abi
         self._init_rme()
 
     # -- initialisation (kvm_init_rme) -------------------------------------------------------
 
     def _init_rme(self) -> None:
-        result = self.rmi.version(RMI_ABI_VERSION.encode())
+        want = self.abi
+        result = self.rmi.version(want.encode())
         if result.x0 == NOT_SUPPORTED:
             self.info("RMI not present: continuing without realm support")
             return
@@ -100,7 +110,7 @@ class Kvm:
             high = InterfaceVersion.decode(result[2])
             self.error(
                 f"Unsupported RMI ABI (v{low.major}.{low.minor} - v{high.major}.{high.minor}) "
-                f"we want v{RMI_ABI_VERSION.major}.{RMI_ABI_VERSION.minor}"
+                f"we want v{want.major}.{want.minor}"
             )
             return
         version = InterfaceVersion.decode(result[1])

@@ -1,0 +1,119 @@
+"""Guest programs the KVM tests run in realms. Each records what it observes in ``SEEN``
+under the tag it is given."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from ccasim import guest
+from ccasim.guest import rsi
+from ccasim.isa import GuestException
+from ccasim.rsi import RsiRipas
+
+SEEN: dict[str, list] = defaultdict(list)
+
+
+def off():
+    yield from rsi.system_off()
+
+
+@guest.program("t.kvm-idle")
+def idle(cpu):
+    yield from off()
+
+
+@guest.program("t.kvm-touch")
+def touch(cpu, tag, addrs, write=True):
+    """Store to (or load from) each address, recording what a load saw or the exception."""
+    for addr in addrs:
+        try:
+            if write:
+                yield guest.Store(addr, addr.to_bytes(8, "little"))
+                SEEN[tag].append("ok")
+            else:
+                SEEN[tag].append((yield guest.Load(addr, 8)))
+        except GuestException as e:
+            SEEN[tag].append(type(e).__name__)
+    yield from off()
+
+
+@guest.program("t.kvm-mmio")
+def mmio(cpu, tag, addr):
+    yield guest.Store(addr, b"\x5a")
+    yield guest.Store(addr + 8, (0x1122334455667788).to_bytes(8, "little"))
+    SEEN[tag].append((yield guest.Load(addr + 4, 4)))
+    SEEN[tag].append((yield guest.Load(addr + 2, 2)))
+    yield from off()
+
+
+@guest.program("t.kvm-ripas")
+def ripas(cpu, tag, changes):
+    """RSI_IPA_STATE_SET for each (base, top, ripas); record the results; then touch each
+    range's first page through both aliases."""
+    for base, top, value in changes:
+        try:
+            SEEN[tag].append((yield from rsi.ipa_state_set(base, top, value)))
+        except rsi.RsiError as e:
+            SEEN[tag].append(("error", e.status))
+    yield from off()
+
+
+@guest.program("t.kvm-share")
+def share(cpu, tag, page, shared_bit):
+    """Share a page as a realm kernel does (RIPAS EMPTY, then use the shared alias), read it
+    back through both aliases, then make it private again."""
+    yield guest.Store(page, b"private!")
+    yield from rsi.ipa_state_set(page, page + 4096, RsiRipas.EMPTY)
+    try:
+        yield guest.Load(page, 8)
+    except GuestException as e:
+        SEEN[tag].append(type(e).__name__)
+    yield guest.Store(page | shared_bit, b"shared!!")
+    SEEN[tag].append((yield guest.Load(page | shared_bit, 8)))
+    yield from rsi.ipa_state_set(page, page + 4096, RsiRipas.RAM)
+    SEEN[tag].append((yield guest.Load(page, 8)))
+    yield from off()
+
+
+@guest.program("t.kvm-hostcall")
+def hostcall(cpu, tag, buffer):
+    SEEN[tag].append((yield from rsi.host_call(buffer, 3, 0xC600_0001, 11, 22))[:3])
+    yield from off()
+
+
+@guest.program("t.kvm-smp")
+def smp(cpu, tag, secondaries, entry):
+    """vCPU 0 starts the others (each records its MPIDR and X0), waits until each is on and
+    then off again, and turns the system off."""
+    if cpu.mpidr:
+        SEEN[tag].append(("secondary", cpu.mpidr, cpu.gprs[0]))
+        return  # PSCI_CPU_OFF
+    for mpidr in secondaries:
+        SEEN[tag].append(("cpu_on", mpidr, (yield from rsi.cpu_on(mpidr, entry, mpidr + 100))))
+    SEEN[tag].append(("again", (yield from rsi.cpu_on(secondaries[0], entry, 0))))
+    for mpidr in secondaries:
+        while (yield from rsi.affinity_info(mpidr)) != 1:
+            yield guest.Wfe()
+    SEEN[tag].append("all off")
+    yield from off()
+
+
+@guest.program("t.kvm-wfi")
+def wfi(cpu, tag, timer=0):
+    if timer:
+        now = yield guest.ReadCounter()
+        yield guest.SetTimer(now + timer)
+    intid = yield guest.Wfi()
+    while intid == 1023:
+        intid = yield guest.Wfi()
+    SEEN[tag].append(intid)
+    yield guest.Eoi(intid)
+    if timer:
+        yield guest.SetTimer(0, enable=False)
+    yield from off()
+
+
+@guest.program("t.kvm-crash")
+def crash(cpu):
+    raise RuntimeError("the realm kernel panics")
+    yield  # pragma: no cover
