@@ -13,6 +13,15 @@ from ccasim.rsi import RsiRipas
 SEEN: dict[str, list] = defaultdict(list)
 
 
+def words(*values: int) -> bytes:
+    """Integers as an image parameter (images take int, bytes or str)."""
+    return b"".join(v.to_bytes(8, "little") for v in values)
+
+
+def unwords(data: bytes) -> list[int]:
+    return [int.from_bytes(data[i : i + 8], "little") for i in range(0, len(data), 8)]
+
+
 def off():
     yield from rsi.system_off()
 
@@ -25,7 +34,7 @@ def idle(cpu):
 @guest.program("t.kvm-touch")
 def touch(cpu, tag, addrs, write=True):
     """Store to (or load from) each address, recording what a load saw or the exception."""
-    for addr in addrs:
+    for addr in unwords(addrs):
         try:
             if write:
                 yield guest.Store(addr, addr.to_bytes(8, "little"))
@@ -50,7 +59,8 @@ def mmio(cpu, tag, addr):
 def ripas(cpu, tag, changes):
     """RSI_IPA_STATE_SET for each (base, top, ripas); record the results; then touch each
     range's first page through both aliases."""
-    for base, top, value in changes:
+    flat = unwords(changes)
+    for base, top, value in zip(flat[::3], flat[1::3], flat[2::3], strict=True):
         try:
             SEEN[tag].append((yield from rsi.ipa_state_set(base, top, value)))
         except rsi.RsiError as e:
@@ -88,6 +98,7 @@ def smp(cpu, tag, secondaries, entry):
     if cpu.mpidr:
         SEEN[tag].append(("secondary", cpu.mpidr, cpu.gprs[0]))
         return  # PSCI_CPU_OFF
+    secondaries = unwords(secondaries)
     for mpidr in secondaries:
         SEEN[tag].append(("cpu_on", mpidr, (yield from rsi.cpu_on(mpidr, entry, mpidr + 100))))
     SEEN[tag].append(("again", (yield from rsi.cpu_on(secondaries[0], entry, 0))))
