@@ -32,15 +32,15 @@ def idle(cpu):
 
 
 @guest.program("t.kvm-touch")
-def touch(cpu, tag, addrs, write=True):
+def touch(cpu, tag, addrs, write=1, width=8):
     """Store to (or load from) each address, recording what a load saw or the exception."""
     for addr in unwords(addrs):
         try:
             if write:
-                yield guest.Store(addr, addr.to_bytes(8, "little"))
+                yield guest.Store(addr, addr.to_bytes(8, "little").ljust(width, b"\0"))
                 SEEN[tag].append("ok")
             else:
-                SEEN[tag].append((yield guest.Load(addr, 8)))
+                SEEN[tag].append((yield guest.Load(addr, width)))
         except GuestException as e:
             SEEN[tag].append(type(e).__name__)
     yield from off()

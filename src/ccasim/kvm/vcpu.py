@@ -289,8 +289,9 @@ class Vcpu:
         if serror_pending:
             raise fail(errno.EINVAL, "an SError cannot be injected into a realm")
         if ext_dabt_pending:
-            if not self.enter_flags & ENTER_EMUL_MMIO:
+            if not (self.mmio_needed or self.enter_flags & ENTER_EMUL_MMIO):
                 raise fail(errno.EINVAL, "an SEA only after an emulated MMIO exit")
+            self.mmio_needed = False  # the access is not completed: it takes the SEA
             self.enter_flags = (self.enter_flags & ~ENTER_EMUL_MMIO) | ENTER_INJECT_SEA
 
     def psci_complete(self, target_mpidr: int, psci_status: int) -> None:
