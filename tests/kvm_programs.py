@@ -8,7 +8,7 @@ from collections import defaultdict
 from ccasim import guest
 from ccasim.guest import rsi
 from ccasim.isa import GuestException
-from ccasim.rsi import RsiRipas
+from ccasim.rsi import RIPAS_CHANGE_DESTROYED, RsiRipas
 
 SEEN: dict[str, list] = defaultdict(list)
 
@@ -56,15 +56,23 @@ def mmio(cpu, tag, addr):
 
 
 @guest.program("t.kvm-ripas")
-def ripas(cpu, tag, changes):
-    """RSI_IPA_STATE_SET for each (base, top, ripas); record the results; then touch each
-    range's first page through both aliases."""
+def ripas(cpu, tag, changes, before=b"", after=b""):
+    """Store to each address of ``before``; RSI_IPA_STATE_SET for each (base, top, ripas),
+    recording (new_base, rejected) or the error; then load each address of ``after``,
+    recording the value or the exception."""
+    for addr in unwords(before):
+        yield guest.Store(addr, b"\xee" * 8)
     flat = unwords(changes)
     for base, top, value in zip(flat[::3], flat[1::3], flat[2::3], strict=True):
         try:
             SEEN[tag].append((yield from rsi.ipa_state_set(base, top, value)))
         except rsi.RsiError as e:
             SEEN[tag].append(("error", e.status))
+    for addr in unwords(after):
+        try:
+            SEEN[tag].append((yield guest.Load(addr, 8)))
+        except GuestException as e:
+            SEEN[tag].append(type(e).__name__)
     yield from off()
 
 
@@ -73,7 +81,8 @@ def share(cpu, tag, page, shared_bit):
     """Share a page as a realm kernel does (RIPAS EMPTY, then use the shared alias), read it
     back through both aliases, then make it private again."""
     yield guest.Store(page, b"private!")
-    yield from rsi.ipa_state_set(page, page + 4096, RsiRipas.EMPTY)
+    # as Linux's set_memory_decrypted: the host may have destroyed the page already
+    yield from rsi.ipa_state_set(page, page + 4096, RsiRipas.EMPTY, RIPAS_CHANGE_DESTROYED)
     try:
         yield guest.Load(page, 8)
     except GuestException as e:

@@ -464,8 +464,6 @@ class Vcpu:
         ret = 1
         while ret > 0:
             self.kvm.threads.preempt("run")
-            if self.signal_pending:
-                return -errno.EINTR
             if self.stopped:  # KVM_REQ_SLEEP
                 self._sleep_while_stopped()
                 if self.signal_pending:
@@ -474,6 +472,8 @@ class Vcpu:
             ret = self._pre_enter()
             if ret <= 0:
                 return ret
+            if self.signal_pending:  # xfer_to_guest_mode_handle_work, just before entry
+                return -errno.EINTR
             x0 = self._enter()
             self.kvm.threads.preempt("exit")
             ret = handle_rec_exit(self, x0)
