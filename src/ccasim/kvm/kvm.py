@@ -15,7 +15,7 @@ from ccasim.kvm import uapi
 from ccasim.kvm.errors import KvmError, fail
 from ccasim.kvm.memory import Owner, PageAllocator, UserMemory
 from ccasim.kvm.rmi import Injection, KernelRmi
-from ccasim.kvm.sched import SingleThread, Threads
+from ccasim.kvm.sched import Scheduler, SingleThread, Threads
 from ccasim.kvm.vm import Vm
 from ccasim.rmi import FID, FeatureRegister0, InterfaceVersion, Status
 from ccasim.smccc import NOT_SUPPORTED
@@ -121,6 +121,13 @@ class Kvm:
             return
         self.feat_reg0 = FeatureRegister0.decode(features[1])
         self.rme_available = True
+
+    def schedule(self, seed: int = 0, switch: float = 0.5) -> Scheduler:
+        """Run VMM threads (one per vCPU, usually) on a seeded scheduler from now on: spawn
+        them on the returned :class:`~ccasim.kvm.Scheduler`, then ``run()`` it."""
+        scheduler = Scheduler(self.machine, seed, switch)
+        self.threads = scheduler
+        return scheduler
 
     # -- the kernel's log ------------------------------------------------------------------
 

@@ -28,7 +28,9 @@ import errno
 #: The places the kernel may be preempted, and what happens there in Linux.
 PREEMPTION_POINTS = {
     "run": "the KVM_RUN loop, before the REC is entered (interrupts and signals are checked)",
+    "enter": "just before RMI_REC_ENTER: the other host CPUs run on meanwhile",
     "exit": "after RMI_REC_ENTER returns, before the exit is handled (preemption enabled)",
+    "wfe": "a trapped WFE: the vCPU yields (kvm_vcpu_on_spin)",
     "fault:delegated": "a protected fault between delegating the page and mapping it",
     "fault:shared": "a shared fault between finding the memslot page and mapping it",
     "ripas:pass": "between passes of the RIPAS completion loop (mmu_lock dropped)",

@@ -474,6 +474,7 @@ class Vcpu:
                 return ret
             if self.signal_pending:  # xfer_to_guest_mode_handle_work, just before entry
                 return -errno.EINTR
+            self.kvm.threads.preempt("enter")
             x0 = self._enter()
             self.kvm.threads.preempt("exit")
             ret = handle_rec_exit(self, x0)
