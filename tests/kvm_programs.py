@@ -112,10 +112,18 @@ def smp(cpu, tag, secondaries, entry):
         SEEN[tag].append(("cpu_on", mpidr, (yield from rsi.cpu_on(mpidr, entry, mpidr + 100))))
     SEEN[tag].append(("again", (yield from rsi.cpu_on(secondaries[0], entry, 0))))
     for mpidr in secondaries:
-        while (yield from rsi.affinity_info(mpidr)) != 1:
+        for _ in range(POLLS):
+            if (yield from rsi.affinity_info(mpidr)) == 1:
+                break
             yield guest.Wfe()
+        else:
+            SEEN[tag].append(("still on", mpidr))
     SEEN[tag].append("all off")
     yield from off()
+
+
+#: How many times a realm polls PSCI_AFFINITY_INFO before it gives up.
+POLLS = 300
 
 
 @guest.program("t.kvm-wfi")
@@ -137,3 +145,31 @@ def wfi(cpu, tag, timer=0):
 def crash(cpu):
     raise RuntimeError("the realm kernel panics")
     yield  # pragma: no cover
+
+
+@guest.program("t.kvm-race")
+def race(cpu, tag, page, count):
+    """vCPU 0 starts the others at the same image; every vCPU stores to ``page``; vCPU 0
+    waits until the others are off, then turns the system off."""
+    me = cpu.mpidr
+    if me == 0:
+        for mpidr in range(1, count):
+            yield from rsi.cpu_on(mpidr, cpu.pc)
+    yield guest.Store(page, bytes([me + 1]) * 8)
+    SEEN[tag].append(me)
+    if me:
+        return
+    for mpidr in range(1, count):
+        while (yield from rsi.affinity_info(mpidr)) != 1:
+            yield guest.Wfe()
+    yield from off()
+
+
+@guest.program("t.kvm-halt")
+def halt(cpu, tag, page):
+    """vCPU 0 starts vCPU 1, which stores to ``page`` for ever; vCPU 0 turns the system off."""
+    if cpu.mpidr:
+        while True:
+            yield guest.Store(page, b"spinning")
+    SEEN[tag].append((yield from rsi.cpu_on(1, cpu.pc)))
+    yield from off()

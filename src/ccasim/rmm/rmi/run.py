@@ -18,7 +18,7 @@ from ccasim.rmi.types import ENTER_EMUL_MMIO, ENTER_INJECT_SEA, RecMpidr
 from ccasim.rmm.errors import CommandFailure
 from ccasim.rmm.execution import run_rec
 from ccasim.rmm.gic import gicv3_config_is_valid
-from ccasim.rmm.rec import PsciPending, Rec
+from ccasim.rmm.rec import LastExit, PsciPending, Rec
 from ccasim.rmm.types import RealmState, RecState
 
 if TYPE_CHECKING:
@@ -93,6 +93,8 @@ def psci_complete(rmm: Rmm, calling_rec: int, target_rec: int, status: int) -> t
         else:
             entry, context_id = calling.gprs[2], calling.gprs[3]
             target.vcpu.reset(entry, context_id)
+            # a fresh start: nothing of the REC's last exit is completed on its next entry
+            target.last_exit, target.last_trap = LastExit.NONE, None
             target.runnable = True
             result = PsciReturn.SUCCESS.encode()
     else:  # a pending request is CPU_ON or AFFINITY_INFO (A4.3.7)
