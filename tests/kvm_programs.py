@@ -173,3 +173,20 @@ def halt(cpu, tag, page):
             yield guest.Store(page, b"spinning")
     SEEN[tag].append((yield from rsi.cpu_on(1, cpu.pc)))
     yield from off()
+
+
+@guest.program("t.kvm-life")
+def life(cpu, tag, ram, shared_bit):
+    """A realm's ordinary life: private pages faulted in, a page shared and taken back, a
+    host call, then the system turned off."""
+    for i in range(3):
+        yield guest.Store(ram + 0x30_0000 + i * 0x1000, b"private!")
+    page = ram + 0x20_0000
+    yield from rsi.ipa_state_set(page, page + 0x2000, RsiRipas.EMPTY, RIPAS_CHANGE_DESTROYED)
+    yield guest.Store(page | shared_bit, b"shared!!")
+    SEEN[tag].append((yield guest.Load(page | shared_bit, 8)))
+    yield from rsi.ipa_state_set(page, page + 0x2000, RsiRipas.RAM)
+    yield guest.Store(page, b"private2")
+    SEEN[tag].append((yield from rsi.host_call(ram + 0x8000, 1, 0xC600_0002))[0])
+    SEEN[tag].append((yield from rsi.cpu_on(1, cpu.pc)))  # PSCI_COMPLETE by the host
+    yield from off()

@@ -85,6 +85,10 @@ class Kvm:
         self.rmi = KernelRmi(machine, record=record_rmi)
         self.dmesg: list[str] = []
         self.threads: Threads = SingleThread(machine)
+        #: A KVM_RUN that enters the REC this many times without returning to user space is
+        #: interrupted (KVM_EXIT_INTR, -EINTR) as a watchdog signal would: a realm that
+        #: spins for ever (or has nothing to run) cannot hang the model.
+        self.max_entries_per_run = 100_000
         self.vmids = VmidAllocator(vmid_bits)
         self.vms: list[Vm] = []
         #: The host's own IPA limit (ID_AA64MMFR0_EL1.PARange): the platform's PA size.

@@ -462,7 +462,15 @@ class Vcpu:
 
     def _loop(self) -> int:
         ret = 1
+        budget = self.kvm.max_entries_per_run
         while ret > 0:
+            budget -= 1
+            if budget < 0:
+                self.kvm.info(
+                    f"vCPU {self.vcpu_id}: {self.kvm.max_entries_per_run} REC entries without"
+                    " an exit to user space: the model's watchdog interrupts KVM_RUN"
+                )
+                return -errno.EINTR
             self.kvm.threads.preempt("run")
             if self.stopped:  # KVM_REQ_SLEEP
                 self._sleep_while_stopped()
