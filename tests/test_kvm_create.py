@@ -212,7 +212,8 @@ def test_pgd_is_not_freed_while_the_realm_lives():
 
 def test_teardown_order():
     """§2.1 X4 and the RFC order (001-08): everything unmapped before any RTT is destroyed,
-    the RTTs bottom up, the RECs, REALM_DESTROY, the RD, the PGD granules ascending."""
+    the RTTs bottom up, the RECs, REALM_DESTROY, the RD, the PGD granules ascending;
+    kvm_destroy_realm comes last (002-10) and ends with the PGD freed (000-14)."""
     realm = program_realm("t.kvm-touch", tag="order", addrs=words(RAM + 0x3000, RAM + 0x10_0000))
     serve(realm.vcpus[0])
     kvm = realm.kvm

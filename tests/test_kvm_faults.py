@@ -59,7 +59,8 @@ def test_a_shared_fault_maps_the_memslot_page():
     """001-01, 001-12, 001-19 to 001-21: a fault on the shared alias finds the memslot at
     the canonical GPA and maps its page with RTT_MAP_UNPROTECTED at level 3, read and write
     (Normal memory, FWB); missing RTTs are created from the returned level, one per level,
-    then one map."""
+    then one map. Realms are mapped with 4 KiB pages only (001-14: no huge pages; 001-20:
+    PAGE_SIZE is level 3)."""
     page = RAM + 0x20_0000 - 0x1000
     realm = program_realm("t.kvm-touch", tag="shared-map", addrs=words(page | SHARED))
     realm.vm.set_memory_attributes(page, 0x1000, 0)
@@ -138,8 +139,8 @@ def test_a_data_abort_without_a_valid_syndrome_is_enosys():
 
 
 def test_every_fault_maps_writable_even_a_read():
-    """001-10, 001-11: a REC's faults all count as writes; a load maps the page read-write
-    (realms are never mapped read-only)."""
+    """001-10, 001-11, 001-22: a REC's faults all count as writes; a load maps the page
+    read-write (realms are never mapped read-only, ``prot`` only checked for W)."""
     page = RAM + 0x20_0000 - 0x2000
     realm = program_realm("t.kvm-touch", tag="rw", addrs=words(page | SHARED), write=0)
     realm.vm.set_memory_attributes(page, 0x1000, 0)
@@ -182,7 +183,7 @@ def test_a_protected_fault_in_a_memslot_without_guest_memfd_delegates_the_user_p
 
 
 def test_a_failing_data_create_unknown_gives_the_page_back():
-    """realm_map_protected's error path: DATA_CREATE_UNKNOWN fails (not RMI_ERROR_RTT): WARN,
+    """001-23, realm_map_protected's error path: DATA_CREATE_UNKNOWN fails (not RTT): WARN,
     the page undelegated and back in the guest_memfd; KVM_RUN fails with ENXIO."""
     page = RAM + 0x10_0000
     realm = program_realm("t.kvm-touch", tag="dcu-fail", addrs=words(page))

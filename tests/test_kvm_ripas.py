@@ -67,7 +67,7 @@ def test_a_vcpu_never_resumed_changes_nothing():
 
 
 def test_the_loop_advances_by_out_top_and_creates_missing_tables():
-    """000-03 to 000-05: RTT_SET_RIPAS(rd, rec, ipa, end) with ``top`` always the end and
+    """000-03, 000-04, 000-05: RTT_SET_RIPAS(rd, rec, ipa, end) with ``top`` always the end and
     each base the previous ``out_top``; RMI_ERROR_RTT below ``find_map_level`` creates the
     tables and retries the same IPA; the realm is never told REJECT (000-02)."""
     base, top = RAM + MiB, RAM + 3 * MiB  # a level 3 RTT exists for the first 2 MiB only

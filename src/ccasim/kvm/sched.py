@@ -154,9 +154,12 @@ class Scheduler(Threads):
 
     # -- inside threads ----------------------------------------------------------------------
 
-    def _current(self) -> _Thread:
+    def _current(self) -> _Thread | None:
+        """The scheduled thread calling, or None when called from elsewhere (the VMM's main
+        thread before or after ``run()``), which is then the only one running."""
         me = self._running
-        assert me is not None and me.thread is threading.current_thread(), "not a VMM thread"
+        if me is None or me.thread is not threading.current_thread():
+            return None
         return me
 
     def _body(self, t: _Thread) -> None:
@@ -175,6 +178,8 @@ class Scheduler(Threads):
 
     def preempt(self, point: str) -> None:
         me = self._current()
+        if me is None:
+            return
         others = [t for t in self._threads if t is not me and self._can_run(t)]
         if not others or self.rng.random() >= self.switch:
             return
@@ -184,6 +189,9 @@ class Scheduler(Threads):
 
     def block(self, why: str, wake: Wake, deadline: Deadline) -> None:
         me = self._current()
+        if me is None:
+            SingleThread(self._machine).block(why, wake, deadline)
+            return
         while not wake():
             me.blocked = (why, wake, deadline)
             to = self._choose(exclude=None)

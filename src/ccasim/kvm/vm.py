@@ -85,6 +85,8 @@ class Vm:
         self.vgic_ready = False
         self.has_run = False
         self.closed = False
+        #: kvm->lock, held by a KVM_CAP_ARM_RME action (002-08).
+        self.lock_held = False
         #: Pages delegated as data, with the owner they return to (guest_memfd or user).
         self.data: dict[int, Owner] = {}
         #: RTT pages delegated below the starting level.
@@ -151,6 +153,15 @@ class Vm:
             raise fail(errno.EINVAL, "not a realm VM")
         action = args[0] if args else None
         arg = args[1] if len(args) > 1 else None
+        self.kvm.threads.block("waits for kvm->lock", lambda: not self.lock_held, lambda: None)
+        self.lock_held = True
+        try:
+            self._realm_action(action, arg)
+        finally:
+            self.lock_held = False
+
+    def _realm_action(self, action: object, arg: object) -> None:
+        """kvm_realm_enable_cap: one action, under kvm->lock."""
         if action == uapi.KVM_CAP_ARM_RME_CONFIG_REALM:
             realm_ops.config_realm(self, arg)
         elif action == uapi.KVM_CAP_ARM_RME_CREATE_REALM:
