@@ -509,6 +509,38 @@ def test_psci_cpu_on_affinity_info_and_psci_complete():
     assert out[7] == ("start", mpidr1, 0x77)
 
 
+@guest.program("t.restart")
+def restart(cpu, tag):
+    seen(tag).append(("start", cpu.mpidr, cpu.gprs[0]))
+    if cpu.mpidr == 0:
+        for context in (0x11, 0x22):
+            seen(tag).append((yield from rsi.cpu_on(1, RAM_BASE, context)))
+            while (yield from rsi.affinity_info(1)) != 1:
+                pass
+
+
+def test_cpu_on_restarts_a_rec_that_turned_itself_off():
+    """B6.3.3: after PSCI_CPU_OFF, a PSCI_CPU_ON completed with RMI_PSCI_COMPLETE starts the
+    REC afresh at the entry point; nothing of its last exit (the CPU_OFF) is completed on its
+    next entry."""
+    host = Host()
+    launched = host.launch("t.restart", tag="restart", recs=2)
+    rec0, rec1 = launched.recs
+    run1 = host.ns_page()
+    for _ in range(2):
+        exit_ = host.enter(rec0, launched.run)  # CPU_ON(1)
+        host.rmi.psci_complete(rec0, rec1, 0).check()
+        exit_ = host.enter(rec1, run1)  # rec1 runs its program to the end: CPU_OFF
+        assert exit_.exit_reason == RecExitReason.PSCI and exit_.gprs[0] == PsciFid.CPU_OFF
+        exit_ = host.enter(rec0, launched.run)  # AFFINITY_INFO(1): OFF
+        host.rmi.psci_complete(rec0, rec1, 0).check()
+    host.enter(rec0, launched.run)
+    mpidr1 = RecMpidr.from_index(1).encode()
+    assert SEEN["restart"] == [("start", 0, 0), ("start", mpidr1, 0x11), 0,
+                               ("start", mpidr1, 0x22), 0]  # fmt: skip
+    assert host.m.vcpu_stop(rec1).reason.name == "RETURNED"
+
+
 def test_psci_version_features_suspend_and_system_off():
     """B6.3.8, B6.3.5, B6.3.4, B6.3.6; REC_ENTER then fails with (RMI_ERROR_REALM, 1)."""
     host = Host()
