@@ -24,4 +24,21 @@ def fail(code: int, message: str) -> KvmError:
     return KvmError(code, message)
 
 
-__all__ = ["KvmError", "fail"]
+def integer(value: object, what: str, bits: int = 64, code: int = errno.EINVAL) -> int:
+    """``value`` as the unsigned ``bits``-bit integer an ioctl argument is, or ``code``: a
+    Python caller can pass anything where C would pass a number."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << bits:
+        raise fail(code, f"{what} must be an unsigned {bits}-bit integer, not {value!r}")
+    return value
+
+
+def fields(struct: object, kind: type, *names: str) -> None:
+    """Check that ``struct`` is a ``kind`` whose ``names`` are 64-bit integers (EFAULT, as
+    copy_from_user of something that is not the structure)."""
+    if not isinstance(struct, kind):
+        raise fail(errno.EFAULT, f"not a struct {kind.__name__}")
+    for name in names:
+        integer(getattr(struct, name), f"{kind.__name__}.{name}", code=errno.EFAULT)
+
+
+__all__ = ["KvmError", "fail", "fields", "integer"]

@@ -14,7 +14,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from ccasim.arch.vmsa import GRANULE_SIZE
-from ccasim.kvm.errors import fail
+from ccasim.kvm.errors import fail, integer
 
 if TYPE_CHECKING:
     from ccasim.machine import Machine
@@ -168,7 +168,10 @@ class UserMemory:
 
     def write(self, offset: int, data: bytes) -> None:
         """The VMM writes ``data`` at ``offset`` of the mapping."""
-        if offset < 0 or offset + len(data) > self.size:
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise fail(errno.EFAULT, "data is not bytes")
+        offset = integer(offset, "offset", code=errno.EFAULT)
+        if offset + len(data) > self.size:
             raise fail(errno.EFAULT, f"write of {len(data)} bytes at {offset:#x}: outside")
         view = memoryview(data)
         while view:
@@ -178,7 +181,9 @@ class UserMemory:
             offset, view = offset + n, view[n:]
 
     def read(self, offset: int, size: int) -> bytes:
-        if offset < 0 or offset + size > self.size:
+        offset = integer(offset, "offset", code=errno.EFAULT)
+        size = integer(size, "size", code=errno.EFAULT)
+        if offset + size > self.size:
             raise fail(errno.EFAULT, f"read of {size} bytes at {offset:#x}: outside")
         out = bytearray()
         while size:

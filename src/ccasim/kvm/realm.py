@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ccasim.arch.vmsa import GRANULE_SIZE
 from ccasim.kvm import uapi
-from ccasim.kvm.errors import KvmError, fail
+from ccasim.kvm.errors import KvmError, fail, fields
 from ccasim.kvm.memory import Owner
 from ccasim.kvm.rtt import RTT_MAX_LEVEL, create_rtt_levels, free_delegated_granule
 from ccasim.rmi import RealmParams, Status
@@ -68,10 +68,11 @@ def config_realm(vm: Vm, cfg: object) -> None:
     realm = vm.realm
     if realm.created:
         raise fail(errno.EBUSY, "the realm is created: its configuration is fixed")
-    if not isinstance(cfg, uapi.ArmRmeConfig):
-        raise fail(errno.EFAULT, "args[1] is not a struct arm_rme_config")
-    assert realm.params is not None
+    fields(cfg, uapi.ArmRmeConfig, "cfg", "hash_algo")
+    assert isinstance(cfg, uapi.ArmRmeConfig)
     if cfg.cfg == uapi.ARM_RME_CONFIG_RPV:
+        if not isinstance(cfg.rpv, bytes | bytearray):
+            raise fail(errno.EFAULT, "arm_rme_config.rpv is not bytes")
         rpv = bytes(cfg.rpv)
         if len(rpv) != uapi.ARM_RME_CONFIG_RPV_SIZE:
             raise fail(errno.EINVAL, f"the RPV is {uapi.ARM_RME_CONFIG_RPV_SIZE} bytes")
@@ -197,8 +198,8 @@ def create_rd(vm: Vm) -> None:
 def init_ripas(vm: Vm, args: object) -> None:
     """kvm_init_ipa_range_realm: RIPAS RAM over [base, base + size) before activation, with
     the RTTs RMI_RTT_INIT_RIPAS asks for down to ``find_map_level``."""
-    if not isinstance(args, uapi.ArmRmeInitRipas):
-        raise fail(errno.EFAULT, "args[1] is not a struct arm_rme_init_ripas")
+    fields(args, uapi.ArmRmeInitRipas, "base", "size")
+    assert isinstance(args, uapi.ArmRmeInitRipas)
     base, end = args.base, args.base + args.size
     if end < base or base < 0:
         raise fail(errno.EINVAL, "the range wraps")
@@ -230,8 +231,8 @@ def populate(vm: Vm, args: object) -> None:
     """kvm_populate_realm: copy the VMM's memory at [base, base + size) into the realm's
     private memory, page by page in ascending IPA order, with RMI_DATA_CREATE (measured if
     KVM_ARM_RME_POPULATE_FLAGS_MEASURE)."""
-    if not isinstance(args, uapi.ArmRmePopulateRealm):
-        raise fail(errno.EFAULT, "args[1] is not a struct arm_rme_populate_realm")
+    fields(args, uapi.ArmRmePopulateRealm, "base", "size", "flags")
+    assert isinstance(args, uapi.ArmRmePopulateRealm)
     if vm.realm.state is not RealmState.NEW:
         raise fail(errno.EPERM, f"the realm is {vm.realm.state.value}, not new")
     if args.base % GRANULE_SIZE or args.size % GRANULE_SIZE or args.base < 0 or args.size < 0:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ccasim.arch.registers import MASK64
 from ccasim.kvm import uapi
-from ccasim.kvm.errors import fail
+from ccasim.kvm.errors import fail, integer
 
 if TYPE_CHECKING:
     from ccasim.kvm.vcpu import Vcpu
@@ -128,6 +128,7 @@ REALM_SETTABLE = REALM_CORE | {
 
 def get_one_reg(vcpu: Vcpu, reg_id: int) -> int:
     """KVM_GET_ONE_REG."""
+    reg_id = integer(reg_id, "the register id")
     realm = vcpu.vm.is_realm
     if reg_id in CORE_X or reg_id == uapi.KVM_REG_ARM_CORE_PC:
         if realm and reg_id not in REALM_CORE:
@@ -148,8 +149,9 @@ def set_one_reg(vcpu: Vcpu, reg_id: int, value: int) -> None:
     """KVM_SET_ONE_REG; a realm VMM may set only X0-X7, the PC and the three configuration
     registers (validate_realm_set_reg: EINVAL for anything else)."""
     vm = vcpu.vm
-    if not isinstance(value, int):
-        raise fail(errno.EFAULT, "the value is not an integer")
+    reg_id = integer(reg_id, "the register id")
+    size = 512 if reg_id == uapi.KVM_REG_ARM64_SVE_VLS else 64
+    value = integer(value, "the value", size, code=errno.EFAULT)
     if vm.is_realm and reg_id not in REALM_SETTABLE:
         raise fail(errno.EINVAL, f"a realm VMM cannot set register {reg_id:#x}")
     if reg_id == uapi.KVM_REG_ARM_CORE_PC:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from ccasim.arch.registers import MASK64
 from ccasim.kvm import sysregs, uapi
-from ccasim.kvm.errors import KvmError, fail
+from ccasim.kvm.errors import KvmError, fail, integer
 from ccasim.kvm.exits import handle_rec_exit
 from ccasim.kvm.memory import Owner
 from ccasim.kvm.realm import RealmState
@@ -98,7 +98,10 @@ class Vcpu:
         """KVM_ARM_VCPU_INIT with the given KVM_ARM_VCPU_* feature numbers. A realm vCPU needs
         KVM_ARM_VCPU_REC (and PSCI_0_2 before it can become a REC); every vCPU of a VM has the
         same features, POWER_OFF aside."""
-        wanted = frozenset(features)
+        try:
+            wanted = frozenset(integer(f, "a feature", 32) for f in features)
+        except TypeError:
+            raise fail(errno.EINVAL, "features is not a list of feature numbers") from None
         vm = self.vm
         if target != KVM_ARM_TARGET_GENERIC_V8:
             raise fail(errno.EINVAL, f"unknown target {target}")
@@ -272,7 +275,7 @@ class Vcpu:
 
     def set_mp_state(self, state: int) -> None:
         """KVM_SET_MP_STATE: RUNNABLE or STOPPED (a VMM that handles PSCI itself)."""
-        if state == uapi.KVM_MP_STATE_RUNNABLE:
+        if integer(state, "state", 32) == uapi.KVM_MP_STATE_RUNNABLE:
             self.power_on()
         elif state == uapi.KVM_MP_STATE_STOPPED:
             self.power_off()
@@ -299,6 +302,8 @@ class Vcpu:
         of this vCPU's PSCI_CPU_ON or PSCI_AFFINITY_INFO (the RMM checks the status)."""
         if self.rec is None:
             raise fail(errno.EPERM, "not a REC")
+        target_mpidr = integer(target_mpidr, "target_mpidr")
+        psci_status = integer(psci_status, "psci_status", 32)
         target = self.vm.vcpu_by_mpidr(target_mpidr)
         if target is None or target.rec is None:
             raise fail(errno.EINVAL, f"no vCPU has MPIDR {target_mpidr:#x}")

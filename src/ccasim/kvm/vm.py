@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from ccasim.arch.vmsa import GRANULE_SIZE
 from ccasim.kvm import realm as realm_ops
 from ccasim.kvm import uapi
-from ccasim.kvm.errors import KvmError, fail
+from ccasim.kvm.errors import KvmError, fail, fields, integer
 from ccasim.kvm.hypercalls import SmcccFilter
 from ccasim.kvm.memory import DELEGATED, GuestMemfd, Owner
 from ccasim.kvm.memslots import Memslot, Memslots
@@ -182,10 +182,8 @@ class Vm:
         self._check_open()
         if not self.is_realm:
             raise fail(errno.EINVAL, "only a realm VM has private memory")
-        if flags:
+        if integer(flags, "flags"):
             raise fail(errno.EINVAL, f"unknown guest_memfd flags {flags:#x}")
-        if not isinstance(size, int):
-            raise fail(errno.EINVAL, "size is not an integer")
         gmem = GuestMemfd(self.kvm.pages, size)
         self.gmems.append(gmem)
         return gmem
@@ -194,8 +192,8 @@ class Vm:
         """KVM_SET_USER_MEMORY_REGION2: add a memslot, or delete it with a size of 0.
         Changing an existing memslot is not supported (EINVAL)."""
         self._check_open()
-        if not isinstance(region, uapi.KvmUserspaceMemoryRegion2):
-            raise fail(errno.EFAULT, "not a struct kvm_userspace_memory_region2")
+        names = ("slot", "flags", "guest_phys_addr", "memory_size", "userspace_addr")
+        fields(region, uapi.KvmUserspaceMemoryRegion2, *names, "guest_memfd_offset")
         r = region
         if not 0 <= r.slot < KVM_MEM_SLOTS_NUM:
             raise fail(errno.EINVAL, f"memslot id {r.slot} is out of range")
@@ -265,7 +263,8 @@ class Vm:
         self._check_open()
         if not self.is_realm:
             raise fail(errno.EINVAL, "only a realm VM has memory attributes")
-        if attributes & ~uapi.KVM_MEMORY_ATTRIBUTE_PRIVATE:
+        address, size = integer(address, "address"), integer(size, "size")
+        if integer(attributes, "attributes") & ~uapi.KVM_MEMORY_ATTRIBUTE_PRIVATE:
             raise fail(errno.EINVAL, f"unknown attributes {attributes:#x}")
         if size <= 0 or address < 0 or (address | size) % GRANULE_SIZE:
             raise fail(errno.EINVAL, "the range must be page aligned and not empty")
@@ -279,6 +278,7 @@ class Vm:
         (kvm_gmem_invalidate) and free them."""
         if gmem not in self.gmems:
             raise fail(errno.EINVAL, "not a guest_memfd of this VM")
+        offset, size = integer(offset, "offset"), integer(size, "size")
         if (offset | size) % GRANULE_SIZE or offset < 0 or size <= 0 or offset + size > gmem.size:
             raise fail(errno.EINVAL, "the range must be page aligned and inside the file")
         for memslot in self.memslots:
@@ -310,7 +310,7 @@ class Vm:
         """KVM_CREATE_VCPU (a vCPU may be added after activation, seed 002 §2.1 X7; it can
         never become a REC then)."""
         self._check_open()
-        if not isinstance(vcpu_id, int) or not 0 <= vcpu_id < KVM_MAX_VCPUS:
+        if integer(vcpu_id, "vCPU id", 32) >= KVM_MAX_VCPUS:
             raise fail(errno.EINVAL, f"vCPU id {vcpu_id!r} is out of range")
         if any(v.vcpu_id == vcpu_id for v in self.vcpus):
             raise fail(errno.EEXIST, f"vCPU {vcpu_id} exists")
@@ -352,6 +352,7 @@ class Vm:
         self._check_open()
         if not self.has_vgic:
             raise fail(errno.ENXIO, "no in-kernel irqchip")
+        intid, vcpu = integer(intid, "INTID", 32), integer(vcpu, "vCPU", 32)
         if not 16 <= intid < 1020:
             raise fail(errno.EINVAL, f"INTID {intid} is not a PPI or an SPI")
         target = vcpu if intid < 32 else 0
@@ -365,7 +366,8 @@ class Vm:
     def set_smccc_filter(self, base: int, nr_functions: int, action: int) -> None:
         """KVM_ARM_VM_SMCCC_FILTER (KVM_SET_DEVICE_ATTR, group KVM_ARM_VM_SMCCC_CTRL)."""
         self._check_open()
-        self.smccc_filter.set(base, nr_functions, action, self.has_run)
+        base, nr_functions = integer(base, "base", 32), integer(nr_functions, "nr_functions", 33)
+        self.smccc_filter.set(base, nr_functions, integer(action, "action", 8), self.has_run)
 
     # -- destruction ---------------------------------------------------------------------------
 
