@@ -92,6 +92,12 @@ KVM_ARM_VCPU_HAS_EL2 = 7
 #: The vCPU is a REC of a realm (v8; earlier versions used 7 or 8).
 KVM_ARM_VCPU_REC = 9
 
+#: KVM_ARM_VCPU_RMM_PSCI_COMPLETE = _IOW(KVMIO, 0xd6, struct kvm_arm_rmm_psci_complete) in
+#: v8 (0xd2 before): the ioctl behind ``Vcpu.psci_complete``.
+KVMIO = 0xAE
+KVM_ARM_RMM_PSCI_COMPLETE_SIZE = 24  # u64 target_mpidr, u32 psci_status, u32 padding[3]
+KVM_ARM_VCPU_RMM_PSCI_COMPLETE = 1 << 30 | KVM_ARM_RMM_PSCI_COMPLETE_SIZE << 16 | KVMIO << 8 | 0xD6
+
 # -- ONE_REG ids ------------------------------------------------------------------------------
 
 KVM_REG_ARM64 = 0x6000_0000_0000_0000
