@@ -62,6 +62,9 @@ class Machine:
         keys, see :mod:`ccasim.el3.attestation`).
     :param trace: keep the RMM's log (every RMI, RSI and PSCI call, and every guest program
         that stops) in :attr:`rmm_log`.
+    :param fallback: a guest program name and its parameters that a REC runs when memory at
+        its PC holds no guest image (a real AArch64 kernel, say): ccasim executes guest
+        programs, not AArch64 code (:func:`ccasim.guest.load`). Default: such a REC stops.
     :param feature_overrides: fields of :class:`~ccasim.rmm.features.RmmFeatures` to change
         from the defaults (counts are counts: ``num_bps=16`` is 16 breakpoints).
     """
@@ -74,6 +77,7 @@ class Machine:
         features: RmmFeatures | None = None,
         attestation: PlatformAttestation | None = None,
         trace: bool = False,
+        fallback: tuple[str, Mapping[str, int | bytes | str]] | None = None,
         **feature_overrides: object,
     ) -> None:
         self._platform = platform if platform is not None else fvp_base(pa_bits)
@@ -86,7 +90,10 @@ class Machine:
             raise TypeError("give either features= or feature keyword arguments, not both")
         self._memory = MemorySystem(self._platform)
         self._counter = SystemCounter()
-        self._pe = Pe(self._memory, self._counter, guest.load)
+        loader = (
+            guest.load if fallback is None else functools.partial(guest.load, fallback=fallback)
+        )
+        self._pe = Pe(self._memory, self._counter, loader)
         self._monitor = Monitor(self._memory, attestation)
         self._rmm = Rmm(self._memory, self._monitor, self._pe, features)
         self._monitor.rmm = self._rmm

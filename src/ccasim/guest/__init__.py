@@ -20,6 +20,7 @@ Returning ends the vCPU as PSCI_CPU_OFF would, raising resets the realm
 (:mod:`ccasim.guest.runtime`).
 """
 
+from ccasim.guest import default as _default  # noqa: F401  (registers ccasim-default)
 from ccasim.guest.image import ImageError, decode_image, image
 from ccasim.guest.registry import lookup, program, programs
 from ccasim.guest.runtime import load

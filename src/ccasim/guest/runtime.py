@@ -11,13 +11,13 @@ import difflib
 import os
 import sysconfig
 import traceback
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ccasim.guest.image import HEADER, ImageError, decode_image, header_length
+from ccasim.guest.image import HEADER, ImageError, decode_image, header_length, is_kernel_image
 from ccasim.guest.registry import lookup, programs
-from ccasim.isa import Fetch, GuestCpu, LoadError, ReportStop, Smc, StopReason, VcpuStop, Wfi
+from ccasim.isa import Fetch, GuestCpu, LoadError, Note, ReportStop, Smc, StopReason, VcpuStop, Wfi
 from ccasim.psci import PsciFid
 
 #: Frames in ccasim's own modules (this runtime, the action classes, RSI helpers), the
@@ -30,27 +30,55 @@ _MACHINERY = (
 )
 
 
-def load(cpu: GuestCpu, fetch: Fetch) -> Generator[Any, Any, Any]:
-    """The guest program whose image is at ``cpu.pc``, started (raises LoadError)."""
+def load(
+    cpu: GuestCpu, fetch: Fetch, fallback: tuple[str, Mapping[str, Any]] | None = None
+) -> Generator[Any, Any, Any]:
+    """The guest program whose image is at ``cpu.pc`` (directly, or after the header of an
+    arm64 kernel Image), started; raises LoadError.
+
+    With ``fallback`` (a program name and its parameters), memory at the PC that holds no
+    guest image (a real AArch64 kernel, say) runs that program instead: ccasim executes guest
+    programs, not AArch64 code. Its vCPU's console says so.
+    """
     try:
-        total = header_length(fetch(cpu.pc, HEADER.size))
-        name, params = decode_image(fetch(cpu.pc, total))
+        name, params = find_image(cpu.pc, fetch)
+    except LoadError as error:
+        if fallback is None:
+            raise
+        program, args = fallback
+        note = f"no guest program at {cpu.pc:#x} ({error}): running {program!r} in its place"
+        return run(program_named(cpu, program, dict(args)), note)
+    return run(program_named(cpu, name, params))
+
+
+def find_image(pc: int, fetch: Fetch) -> tuple[str, dict]:
+    try:
+        head = fetch(pc, 64)
+        if is_kernel_image(head):
+            pc += 64
+            head = fetch(pc, HEADER.size)
+        total = header_length(head[: HEADER.size])
+        return decode_image(fetch(pc, total))
     except ImageError as e:
         raise LoadError(str(e)) from None
+
+
+def program_named(cpu: GuestCpu, name: str, params: dict) -> Generator[Any, Any, Any]:
     fn = lookup(name)
     if fn is None:
         close = difflib.get_close_matches(name, programs(), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise LoadError(f"no guest program named {name!r} is registered{hint}")
     try:
-        program = fn(cpu, **params)
+        return fn(cpu, **params)
     except TypeError as e:  # the image's parameters do not fit the program
         raise LoadError(str(e)) from None
-    return run(program)
 
 
-def run(program: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
+def run(program: Generator[Any, Any, Any], note: str | None = None) -> Generator[Any, Any, Any]:
     """Run ``program``; when it ends, report why and end the vCPU with PSCI."""
+    if note is not None:
+        yield Note(note)
     try:
         yield from program
     except Exception as error:

@@ -241,6 +241,9 @@ class Pe:
             )
             vcpu.timer_masked = False
             vcpu.complete()
+        elif isinstance(action, isa.Note):
+            vcpu.console.append(action.text)
+            vcpu.complete()
         elif isinstance(action, isa.ReportStop):
             vcpu.stopped(action.stop)
             vcpu.complete()

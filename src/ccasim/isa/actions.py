@@ -123,6 +123,14 @@ class SetTimer(Action):
 
 
 @dataclass(frozen=True)
+class Note(Action):
+    """Write ``text`` to the vCPU's debug console (like semihosting SYS_WRITE0 on a model):
+    the PE records it and carries on; no exception is taken."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class ReportStop(Action):
     """Tell the debugger why the program stops (like Arm semihosting's exit report on a
     model): the PE records ``stop`` on the vCPU's console and carries on; no exception is
