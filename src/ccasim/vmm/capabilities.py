@@ -97,6 +97,11 @@ def load_toml(path: str, text: str) -> Capabilities:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise CapabilityError(f"{path}: not valid TOML: {e}") from None
+    return from_mapping(path, data)
+
+
+def from_mapping(path: str, data: dict[str, object]) -> Capabilities:
+    """Capabilities from a table read from ``path`` (keys as in a capabilities file)."""
     known = {f.name: f for f in fields(Capabilities)}
     values: dict[str, object] = {}
     for key, value in data.items():

@@ -108,7 +108,11 @@ def gunzip(data: bytes, path: str) -> bytes:
 def kernel_blob(path: str, base: int, inflate: bool = False) -> tuple[Blob, int]:
     """The kernel Image placed at RAM + text_offset; an Image.gz is inflated first if the VMM
     does so (QEMU)."""
-    data = read(path, "kernel")
+    return kernel_blob_of(read(path, "kernel"), path, base, inflate)
+
+
+def kernel_blob_of(data: bytes, path: str, base: int, inflate: bool = False) -> tuple[Blob, int]:
+    """:func:`kernel_blob` for a kernel already read (``path`` names it in errors)."""
     if inflate and data.startswith(GZIP_MAGIC):
         data = gunzip(data, path)
     try:

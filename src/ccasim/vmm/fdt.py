@@ -58,6 +58,17 @@ class GicLayout:
 
 
 @dataclass(frozen=True)
+class Device:
+    """An MMIO device node: ``name@base`` with ``compatible`` and ``reg = <base size>``."""
+
+    name: str
+    compatible: str
+    base: int
+    size: int
+    properties: tuple[tuple[str, int], ...] = ()  # extra u32 properties
+
+
+@dataclass(frozen=True)
 class GuestDescription:
     """What the device tree describes."""
 
@@ -70,6 +81,7 @@ class GuestDescription:
     compatible: str = "linux,dummy-virt"
     pmu: bool = False
     extra_chosen: dict[str, str] = field(default_factory=dict)
+    devices: tuple[Device, ...] = ()
 
 
 def _cells(*values: int) -> bytes:
@@ -123,6 +135,12 @@ def build(desc: GuestDescription) -> bytes:
             with sw.add_node("pmu"):
                 sw.property_string("compatible", "arm,armv8-pmuv3")
                 sw.property("interrupts", _cells(GIC_PPI, PMU_PPI, IRQ_LEVEL_LOW))
+        for device in desc.devices:
+            with sw.add_node(f"{device.name}@{device.base:x}"):
+                sw.property_string("compatible", device.compatible)
+                sw.property("reg", _cells64(device.base, device.size))
+                for prop, number in device.properties:
+                    sw.property_u32(prop, number)
         gic = desc.gic
         with sw.add_node(f"intc@{gic.distributor:x}"):
             sw.property_string("compatible", "arm,gic-v3")

@@ -13,6 +13,7 @@ from ccasim.vmm.cmdline import (
     dtb_blob,
     dtb_file,
     kernel_blob,
+    kernel_blob_of,
     log_regions,
     parse_address,
     parse_size,
@@ -61,9 +62,26 @@ IGNORED_VALUES = (
 )
 
 
-def launch(caps: Capabilities, argv: list[str], dtb: bytes | None = None) -> Launch:
+#: The devices of the device tree: kvmtool's console UART, and the shared console of
+#: ccasim's VMM (``ccasim run``), so that a prediction's tree is the one the VMM builds.
+DEVICES = (
+    fdt.Device("U6_16550A", "ns16550a", layout.KVMTOOL_UART, layout.KVMTOOL_UART_SIZE,
+               (("clock-frequency", layout.KVMTOOL_UART_CLOCK),)),
+    fdt.Device("console", "ccasim,shared-console", layout.CCASIM_CONSOLE,
+               layout.CCASIM_CONSOLE_SIZE),
+)  # fmt: skip
+
+
+def launch(
+    caps: Capabilities,
+    argv: list[str],
+    dtb: bytes | None = None,
+    default_kernel: bytes | None = None,
+) -> Launch:
     """The realm ``lkvm run --realm ARGV`` builds on a host offering ``caps``; ``dtb`` is
-    a device tree given to ccasim rather than to kvmtool."""
+    a device tree given to ccasim rather than to kvmtool, ``default_kernel`` the kernel
+    Image loaded when ARGV names neither a kernel nor firmware (``ccasim run``'s embedded
+    default guest)."""
     p = Parser(prog="kvmtool", add_help=False)
     p.add_argument("--realm", action="store_true")
     p.add_argument("-c", "--cpus", type=int)
@@ -99,7 +117,7 @@ def launch(caps: Capabilities, argv: list[str], dtb: bytes | None = None) -> Lau
         if dtb is not None:
             raise LaunchError("kvmtool: --dtb is given twice")
         dtb = dtb_file(a.dtb_file)
-    if a.kernel is None and a.firmware is None:
+    if a.kernel is None and a.firmware is None and default_kernel is None:
         raise LaunchError("kvmtool: give a kernel (-k) or firmware (--firmware)")
     if "@" in a.mem:
         raise LaunchError("kvmtool: -m SIZE@ADDRESS is not supported for realms")
@@ -133,9 +151,12 @@ def launch(caps: Capabilities, argv: list[str], dtb: bytes | None = None) -> Lau
     blobs: list[Blob] = []
     base = layout.KVMTOOL_RAM_BASE
     text_offset = None
-    kernel = None
-    if a.kernel is not None and a.firmware is None:
-        kernel, _ = kernel_blob(a.kernel, base)
+    if a.firmware is None:
+        if a.kernel is not None:
+            kernel, _ = kernel_blob(a.kernel, base)
+        else:
+            assert default_kernel is not None
+            kernel, _ = kernel_blob_of(default_kernel, "(embedded)", base)
         text_offset = kernel.ipa - base
         blobs.append(kernel)
     initrd = read(a.initrd, "initrd") if a.initrd is not None and a.firmware is None else None
@@ -170,8 +191,11 @@ def launch(caps: Capabilities, argv: list[str], dtb: bytes | None = None) -> Lau
             layout.KVMTOOL_GICD - 0x2_0000 * a.cpus,
         )
         dtb = fdt.build(
-            fdt.GuestDescription(base, ram, a.cpus, gic, a.params, initrd_range, pmu=bool(caps.pmu))
-        )
+            fdt.GuestDescription(
+                base, ram, a.cpus, gic, a.params, initrd_range, pmu=bool(caps.pmu),
+                devices=DEVICES,
+            )
+        )  # fmt: skip
     blobs.append(dtb_blob(dtb, place.dtb, layout.KVMTOOL_FDT_MAX_SIZE))
     image = Launch(
         caps, [(base, ram)], blobs, place.pc, place.dtb, rpv, log_regions(place), vcpus=a.cpus

@@ -38,6 +38,13 @@ KVMTOOL_INITRD_ALIGN = 4
 MEASUREMENT_LOG_SIZE = 64 * KiB
 KVMTOOL_GICD = 0x3FFF_0000  # ARM_AXI_AREA - GIC distributor size
 KVMTOOL_GICD_SIZE = 0x1_0000
+#: kvmtool's first 8250 UART (ARM_UART_MMIO_BASE, the start of its MMIO area) and the shared
+#: console ccasim's VMM adds after it (``ccasim,shared-console``).
+KVMTOOL_UART = 0x0100_0000
+KVMTOOL_UART_SIZE = 8
+KVMTOOL_UART_CLOCK = 1_843_200
+CCASIM_CONSOLE = 0x0101_0000
+CCASIM_CONSOLE_SIZE = 0x1000
 
 
 def kvmtool_ipa_bits(ram_size: int) -> int:
