@@ -18,6 +18,9 @@ class KvmError(OSError):
         self.name = NAMES.get(code, str(code))
         self.message = message
 
+    def __str__(self) -> str:
+        return f"{self.name}: {self.message}"
+
 
 def fail(code: int, message: str) -> KvmError:
     """The error to raise: ``raise fail(errno.EINVAL, "...")``."""

@@ -35,6 +35,7 @@ def handle_rec_exit(vcpu: Vcpu, x0: int) -> int:
         return -errno.ENXIO
     exit_ = vcpu.last_exit
     vcpu.fault_esr, vcpu.fault_far, vcpu.fault_hpfar = exit_.esr, exit_.far, exit_.hpfar
+    count_exit(vcpu, exit_.exit_reason, exit_.esr)
     vcpu.update_timer()
     vcpu.enter_flags = 0  # "Reset the emulation flags for the next run of the REC"
     handler = EXIT_HANDLERS.get(exit_.exit_reason)
@@ -43,6 +44,35 @@ def handle_rec_exit(vcpu: Vcpu, x0: int) -> int:
         vcpu.run_state.internal_error = f"unsupported REC exit reason {exit_.exit_reason}"
         return 0
     return handler(vcpu)
+
+
+#: How the vCPU statistics name a SYNC exit, by ESR_EL2.EC.
+SYNC_CLASSES = {EC_DABT_LOW: "data abort", EC_IABT_LOW: "instruction abort", EC_WFX: "WFx"}
+
+
+def exit_name(reason: int, esr: int) -> str:
+    """The statistics' name of a REC exit: the RmiRecExitReason (B4.4.17), a SYNC exit
+    refined by its exception class (a WFx one by WFI or WFE)."""
+    try:
+        name = RecExitReason(reason).name
+    except ValueError:
+        return f"reason {reason}"
+    if reason != RecExitReason.SYNC:
+        return name
+    ec = esr >> ESR_EC_SHIFT
+    kind = SYNC_CLASSES.get(ec, f"EC {ec:#x}")
+    if ec == EC_WFX:
+        kind = "WFE" if esr & WFX_TI_WFE else "WFI"
+    return f"SYNC ({kind})"
+
+
+def count_exit(vcpu: Vcpu, reason: int, esr: int) -> None:
+    """The vCPU's exit statistics (as kvm_vcpu_stat counts exits), and the tracepoint."""
+    name = exit_name(reason, esr)
+    vcpu.rec_exits[name] += 1
+    tracepoint = vcpu.kvm.on_rec_exit
+    if tracepoint is not None:
+        tracepoint(vcpu.vcpu_id, name)
 
 
 def exit_sync(vcpu: Vcpu) -> int:

@@ -8,6 +8,7 @@ At initialisation KVM checks the RMI version and reads RMI feature register 0, a
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ccasim.arch.vmsa import GRANULE_SIZE
@@ -99,6 +100,8 @@ class Kvm:
         self.feat_reg0 = FeatureRegister0()
         #: The RMI version this kernel speaks (the series: 1.0).
         self.abi = abi
+        #: A tracepoint: called with (vCPU id, exit name) at every REC exit.
+        self.on_rec_exit: Callable[[int, str], None] | None = None
         self._init_rme()
 
     # -- initialisation (kvm_init_rme) -------------------------------------------------------

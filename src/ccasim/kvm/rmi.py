@@ -9,6 +9,7 @@ chosen status without reaching the RMM, so the RMM stays exact and nothing chang
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -60,7 +61,8 @@ class KernelRmi(Rmi):
     """The kernel's view of the RMI: a typed client whose SMCs can be made to fail.
 
     ``calls`` counts the calls made per command (injected ones too); ``trace`` keeps every
-    call when ``record`` is set.
+    call when ``record`` is set; ``on_call`` (a tracepoint) is called with each call's FID
+    and the X0 it returned.
     """
 
     def __init__(self, machine: Machine, record: bool = False) -> None:
@@ -72,6 +74,7 @@ class KernelRmi(Rmi):
         self.injections: list[Injection] = []
         self.record = record
         self.trace: list[RmiCall] = []
+        self.on_call: Callable[[int, int], None] | None = None
 
     def smc(self, fid: int, *args: int) -> tuple[int, int, int, int, int]:
         count = self.calls[fid] = self.calls[fid] + 1
@@ -81,10 +84,14 @@ class KernelRmi(Rmi):
                 regs = (return_code(injection.status, injection.index), *injection.outputs)
                 if self.record:
                     self.trace.append(RmiCall(_name(fid), args, regs, injected=True))
+                if self.on_call is not None:
+                    self.on_call(fid, regs[0])
                 return regs  # type: ignore[return-value]
         regs = self._smc(fid, *args)
         if self.record:
             self.trace.append(RmiCall(_name(fid), args, regs))
+        if self.on_call is not None:
+            self.on_call(fid, regs[0])
         return regs
 
     def inject(

@@ -5,6 +5,7 @@ KVM_RUN loop (``kvm_arch_vcpu_ioctl_run`` with the series' ``kvm_rec_enter`` and
 from __future__ import annotations
 
 import errno
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -74,6 +75,8 @@ class Vcpu:
         self.reset_state: tuple[int, int] | None = None
         self.ran = False
         self.in_run = False
+        #: REC exits by reason (:func:`ccasim.kvm.exits.exit_name`), as kvm_vcpu_stat counts.
+        self.rec_exits: Counter[str] = Counter()
 
     def __repr__(self) -> str:
         return f"<Vcpu {self.vcpu_id} of {self.vm!r}>"
