@@ -12,7 +12,9 @@ import sys
 import click
 
 from ccasim import __version__
+from ccasim.cli.guest import guest
 from ccasim.cli.measure import measure
+from ccasim.cli.run import run
 from ccasim.cli.token import token
 
 
@@ -24,6 +26,8 @@ def cli() -> None:
 
 cli.add_command(measure)
 cli.add_command(token)
+cli.add_command(run)
+cli.add_command(guest)
 
 
 def main(argv: list[str] | None = None) -> int:
