@@ -91,6 +91,9 @@ class _Thread:
     error: BaseException | None = None
     result: Any = None
     abort: BaseException | None = field(default=None, repr=False)
+    #: Waited on by this thread only (on the scheduler's lock): a hand-over wakes just the
+    #: thread it chose, not every thread.
+    cond: threading.Condition | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,8 @@ class Scheduler(Threads):
         self.switch = switch
         self.trace: list[Switch] = []
         self._threads: list[_Thread] = []
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._main = threading.Condition(self._lock)  # run() waits here for the end
         self._running: _Thread | None = None
         self._started = False
 
@@ -126,7 +130,7 @@ class Scheduler(Threads):
         """Add a thread that runs ``fn(*args)``."""
         if self._started:
             raise RuntimeError("spawn threads before run()")
-        self._threads.append(_Thread(name, fn, args))
+        self._threads.append(_Thread(name, fn, args, cond=threading.Condition(self._lock)))
 
     def run(self) -> list[Any]:
         """Run every thread until it returns; the results in spawn order. The first error
@@ -136,14 +140,13 @@ class Scheduler(Threads):
         self._started = True
         for t in self._threads:
             t.thread = threading.Thread(target=self._body, args=(t,), name=t.name, daemon=True)
-        with self._cond:
+        with self._lock:
             self._running = self._threads[0]
             for t in self._threads:
                 assert t.thread is not None
                 t.thread.start()
-            self._cond.notify_all()
             while not all(t.done for t in self._threads):
-                self._cond.wait()
+                self._main.wait()
         errors = [t.error for t in self._threads if t.error is not None]
         first = next((e for e in errors if not isinstance(e, WouldBlockForever)), None)
         if first is not None:
@@ -163,18 +166,22 @@ class Scheduler(Threads):
         return me
 
     def _body(self, t: _Thread) -> None:
-        with self._cond:
+        assert t.cond is not None
+        with self._lock:
             while self._running is not t:
-                self._cond.wait()
+                t.cond.wait()
         try:
             t.result = t.fn(*t.args)
         except BaseException as error:
             t.error = error
-        with self._cond:
+        with self._lock:
             t.done = True
             t.blocked = None
             self._pass_on(t)
-            self._cond.notify_all()
+            to = self._running
+            if to is not None and to.cond is not None:
+                to.cond.notify()
+            self._main.notify()
 
     def preempt(self, point: str) -> None:
         me = self._current()
@@ -249,11 +256,12 @@ class Scheduler(Threads):
         self._running = to
 
     def _hand_over(self, me: _Thread, to: _Thread) -> None:
-        with self._cond:
+        assert me.cond is not None and to.cond is not None
+        with self._lock:
             self._running = to
-            self._cond.notify_all()
+            to.cond.notify()
             while self._running is not me:
-                self._cond.wait()
+                me.cond.wait()
 
     def _deadlock_report(self) -> str:
         waiting = [f"{t.name}: {t.blocked[0]}" for t in self._threads if t.blocked and not t.done]
