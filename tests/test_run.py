@@ -72,13 +72,17 @@ def test_the_default_realm_boots_attests_and_powers_off(capsys, tmp_path):
     assert realm["guest"] == {"program": "ccasim-default", "params": {}, "source": "embedded",
                               "in_place_of_aarch64": False}  # fmt: skip
     checks = {c["name"]: c for c in report["token"]["checks"]}
-    assert checks["realm challenge"]["ok"] and challenge.hex() in checks["realm challenge"]["detail"]
+    assert (
+        checks["realm challenge"]["ok"] and challenge.hex() in checks["realm challenge"]["detail"]
+    )
     assert checks["realm initial measurement"]["detail"] == report["measurements"]["RIM"]
     assert checks["platform signature"]["ok"] and checks["binding"]["ok"]
     # The embedded default is the image `ccasim guest image` writes: measure predicts the run.
     written = tmp_path / "default.img"
     assert cli(capsys, "guest", "image", "-o", written)[0] == 0
-    assert predicted_rim(capsys, "-c", 2, "-m", "256M", "-k", written) == report["measurements"]["RIM"]
+    assert (
+        predicted_rim(capsys, "-c", 2, "-m", "256M", "-k", written) == report["measurements"]["RIM"]
+    )
     # REM0 holds the guest's extension; the console shows every step.
     assert report["measurements"]["REM0"] != "00" * 32
     for line in ("smp: brought up 1 of 1 secondary CPU(s)", "touched 512 page(s) of memory",
@@ -131,10 +135,25 @@ LAYOUTS = {
     "64 MiB, 1 vCPU": ["-c", 1, "-m", "64M"],
     "1 GiB, 3 vCPUs, SHA-512": ["-c", 3, "-m", "1G", "--measurement-algo", "sha512"],
     "initrd and bootargs": ["-c", 2, "-m", "128M", "-i", "{initrd}", "-p", "console=hvc0 quiet"],
-    "firmware at an address": ["-c", 2, "-m", "256M", "-f", "{firmware}",
-                               "--firmware-address", "0x80200000"],  # fmt: skip
-    "RPV, measurement log": ["-c", 1, "-m", "32M", "--realm-pv", "tenant-7",
-                             "--measurement-log"],  # fmt: skip
+    "firmware at an address": [
+        "-c",
+        2,
+        "-m",
+        "256M",
+        "-f",
+        "{firmware}",
+        "--firmware-address",
+        "0x80200000",
+    ],
+    "RPV, measurement log": [
+        "-c",
+        1,
+        "-m",
+        "32M",
+        "--realm-pv",
+        "tenant-7",
+        "--measurement-log",
+    ],
     "3 GiB, no SVE, PMU": ["-c", 2, "-m", "3G", "--disable-sve", "--pmu", "--pmu-counters", 4],
 }
 
@@ -237,8 +256,10 @@ ERRORS = {
     "bad size": (["-m", "3M"], "the RAM size must be a non-zero multiple of 2 MiB"),
     "missing image": (["-k", "/nonexistent/Image"], "cannot read kernel /nonexistent/Image"),
     "IPA width above the RMM's": (["--ipa-bits", "32", "-m", "4G"], "needs a 34-bit IPA"),
-    "hash the RMM lacks": (["--hash-algo", "sha256", "--measurement-algo", "sha512"],
-                           "hash algorithm sha512) failed: EINVAL"),  # fmt: skip
+    "hash the RMM lacks": (
+        ["--hash-algo", "sha256", "--measurement-algo", "sha512"],
+        "hash algorithm sha512) failed: EINVAL",
+    ),
     "unknown program": (["--guest", "nope"], "no program 'nope'"),
     "bad guest argument": (["--guest-arg", "touch_mib"], "is not KEY=VALUE"),
     "unknown parameter": (["--guest-arg", "colour=1"], "unexpected keyword argument 'colour'"),

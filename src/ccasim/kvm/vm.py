@@ -184,7 +184,7 @@ class Vm:
             raise fail(errno.EINVAL, "only a realm VM has private memory")
         if integer(flags, "flags"):
             raise fail(errno.EINVAL, f"unknown guest_memfd flags {flags:#x}")
-        gmem = GuestMemfd(self.kvm.pages, size)
+        gmem = GuestMemfd(self.kvm.pages, integer(size, "size"))
         self.gmems.append(gmem)
         return gmem
 
