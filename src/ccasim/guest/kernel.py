@@ -94,6 +94,15 @@ def read_device_tree(addr: int) -> Call:
 
 
 def parse_device_tree(blob: bytes, addr: int = 0) -> Platform:
+    """The :class:`Platform` of the flattened device tree ``blob`` (loaded at ``addr``); a
+    tree libfdt cannot read is a panic, as an unusable tree is for Linux."""
+    try:
+        return _parse(blob, addr)
+    except libfdt.FdtException as e:
+        raise KernelPanic(f"invalid device tree at {addr:#x}: {e}") from None
+
+
+def _parse(blob: bytes, addr: int) -> Platform:
     fdt = libfdt.Fdt(blob)
 
     def prop(node: int, name: str) -> bytes | None:

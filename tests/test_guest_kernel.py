@@ -1,0 +1,128 @@
+"""The realm guest kernel model (ccasim.guest.kernel): what it reads from the device tree,
+and how it converts memory between private and shared (seed 003 and the later guest series:
+break-before-make, and a page whose conversion fails is leaked, never reused)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import ccasim
+from ccasim import guest
+from ccasim.guest.image import kernel_image
+from ccasim.guest.kernel import PAGE, Kernel, KernelPanic, parse_device_tree
+from ccasim.kvm import Kvm
+from ccasim.vmm import kvmtool, layout
+from ccasim.vmm.capabilities import Capabilities
+from ccasim.vmm.run import RealmVmm
+
+CAPS = Capabilities(ipa_bits=48, num_bps=2, num_wps=2, sve_vl=0, pmu=False, pmu_num_ctrs=0)
+
+
+def launch(*argv: str, kernel: bytes | None = None):
+    return kvmtool.launch(CAPS, ["--realm", *argv], default_kernel=kernel)
+
+
+def dtb_of(image) -> tuple[bytes, int]:
+    blob = next(b for b in image.blobs if b.name == "dtb")
+    return blob.data, blob.ipa
+
+
+@given(
+    cpus=st.integers(1, 16),
+    mib=st.sampled_from([32, 256, 2048]),
+    bootargs=st.text("abc=xyz ", max_size=40),
+    initrd=st.binary(min_size=1, max_size=5000) | st.none(),
+)
+def test_the_kernel_reads_what_the_vmm_put_in_the_device_tree(tmp_path_factory, cpus, mib,
+                                                              bootargs, initrd):  # fmt: skip
+    argv = ["-c", str(cpus), "-m", f"{mib}M"]
+    if bootargs:
+        argv += ["-p", bootargs]
+    if initrd is not None:
+        path = tmp_path_factory.mktemp("initrd") / "initrd"
+        path.write_bytes(initrd)
+        argv += ["-i", str(path)]
+    image = launch(*argv, kernel=kernel_image("ccasim-default"))
+    blob, ipa = dtb_of(image)
+    plat = parse_device_tree(blob, ipa)
+    assert (plat.ram_base, plat.ram_size) == (layout.KVMTOOL_RAM_BASE, mib << 20)
+    assert len(plat.cpus) == cpus and len(set(plat.cpus)) == cpus
+    assert plat.bootargs == bootargs
+    assert plat.uart == layout.KVMTOOL_UART and plat.console == layout.CCASIM_CONSOLE
+    initrd_blob = next((b for b in image.blobs if b.name == "initrd"), None)
+    if initrd is None:
+        assert plat.initrd is None
+    else:
+        assert plat.initrd == (initrd_blob.ipa, initrd_blob.ipa + len(initrd))
+
+
+@given(junk=st.binary(max_size=200))
+def test_a_tree_libfdt_cannot_read_is_a_panic(junk):
+    with pytest.raises(KernelPanic):
+        parse_device_tree(b"\xd0\x0d\xfe\xed" + junk)
+
+
+# -- conversions ---------------------------------------------------------------------------
+
+
+@guest.program("t.kernel-convert")
+def convert(cpu, pages=1, at_limit=0, bounce=1):
+    """Share ``pages`` pages (with ``at_limit``, the last page below the Protected IPA limit
+    and on past it: a range the RMM refuses), then try to use them."""
+    kernel = Kernel(cpu)
+    yield from kernel.boot(bounce_pages=bounce)
+    page = kernel.shared_bit - PAGE if at_limit else kernel.alloc_pages(pages)
+    ok = yield from kernel.set_memory_decrypted(page, pages)
+    yield from kernel.print(f"decrypted: {ok}; leaked: {len(kernel.leaked)} page(s)\n")
+    try:
+        yield from kernel.store(page, b"after")
+    except KernelPanic as e:
+        yield from kernel.print(f"store: {e}\n")
+    try:
+        yield from kernel.set_memory_encrypted(page, pages)
+    except KernelPanic as e:
+        yield from kernel.print(f"encrypt: {e}\n")
+    yield from kernel.poweroff()
+
+
+def run_realm(program: str, **params) -> tuple[str, dict[str, int], list[str], int]:
+    """Run ``program`` on one vCPU: the console, the host's pages after teardown and the
+    RMM's answers to the realm's RSI_IPA_STATE_SET calls, the MMIO exits."""
+    machine = ccasim.Machine(trace=True)
+    kvm = Kvm(machine)
+    vmm = RealmVmm(kvm, launch("-c", "1", "-m", "32M", kernel=kernel_image(program, **params)))
+    vmm.build()
+    result = vmm.run()
+    vmm.close()
+    assert result.ended == "power off", result
+    answers = [str(r) for r in machine.rmm_log if "RSI_IPA_STATE_SET" in str(r)]
+    return result.console, kvm.page_counts(), answers, result.exits["MMIO"]
+
+
+def test_a_conversion_that_fails_leaks_the_pages_and_break_before_make_keeps_them_invalid():
+    console, pages, answers, _ = run_realm("t.kernel-convert", pages=2, at_limit=1)
+    assert any("RSI_ERROR_INPUT" in a for a in answers)  # the RMM refused the range
+    assert "decrypted: False; leaked: 2 page(s)" in console
+    # Break-before-make left the pages invalid: the linear map cannot reach them any more,
+    # and a leaked page is never converted (or used) again.
+    assert "store: unable to handle kernel paging request" in console
+    assert "encrypt: converting a leaked page" in console
+    assert all(n == 0 for owner, n in pages.items() if owner != "free")  # the host lost none
+
+
+def test_a_conversion_that_succeeds_leaves_the_pages_shared_and_usable():
+    console, pages, _, _ = run_realm("t.kernel-convert", pages=2)
+    assert "decrypted: True; leaked: 0 page(s)" in console
+    assert "store:" not in console and "encrypt:" not in console
+    assert all(n == 0 for owner, n in pages.items() if owner != "free")
+
+
+def test_without_a_bounce_pool_the_console_is_the_uart():
+    """The shared console needs a bounce buffer for its text: without one printk goes to the
+    8250, byte by byte, and reads the same."""
+    uart, _, _, uart_exits = run_realm("t.kernel-convert", bounce=0)
+    shared, _, _, shared_exits = run_realm("t.kernel-convert", bounce=1)
+    assert uart == shared == "decrypted: True; leaked: 0 page(s)\n"
+    assert uart_exits == len(uart) and shared_exits == 2  # a byte each; the buffer, a doorbell
