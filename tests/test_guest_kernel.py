@@ -5,7 +5,7 @@ break-before-make, and a page whose conversion fails is leaked, never reused).""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import ccasim

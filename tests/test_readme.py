@@ -79,7 +79,7 @@ def test_python_snippets_run_as_pasted(code):
 
 def test_the_quick_start_commands_run_in_order(workdir):
     commands = quick_start()
-    assert [c[0] for c in commands] == ["python", "python", "ccasim", "ccasim", "ccasim"]
+    assert [c[0] for c in commands] == ["ccasim", "python", "python", "ccasim", "ccasim", "ccasim"]
     for words in commands:
         done = execute(words, workdir)
         assert done.returncode == 0, f"{shlex.join(words)}:\n{done.stderr}"
@@ -94,8 +94,14 @@ def matches(shown: str, actual: str) -> bool:
 
 @pytest.mark.parametrize("command, shown", shown_commands(), ids=lambda v: str(v)[:30])
 def test_shown_commands_print_what_the_readme_shows(workdir, command, shown):
+    """Output lines in order; a shown error is the command's standard error, and it fails."""
     done = execute(command, workdir)
-    assert done.returncode == 0, done.stderr
-    actual = iter(done.stdout.splitlines())
+    if shown and shown[0].startswith("ccasim: error:"):
+        assert done.returncode == 1 and done.stdout == ""
+        printed = done.stderr
+    else:
+        assert done.returncode == 0, done.stderr
+        printed = done.stdout
+    actual = iter(printed.splitlines())
     for line in (s for s in shown if s != "..."):
         assert any(matches(line, a) for a in actual), f"not printed (in order): {line}"

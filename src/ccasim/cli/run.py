@@ -141,10 +141,10 @@ def run(ctx: click.Context, **opts: Any) -> int:
     except LaunchError as e:
         raise click.ClickException(str(e)) from None
 
-    echo = None if (opts["quiet"] or opts["as_json"]) else click.echo
+    recorder = summary.Recorder(kvm, report=bool(opts["report_file"]))
+    echo = None if (opts["quiet"] or opts["as_json"]) else recorder.echo
     show_progress = echo is not None and _is_terminal()
     vmm = RealmVmm(kvm, launch, console=echo, seed=opts["seed"] or 0, challenge=challenge)
-    recorder = summary.Recorder(kvm, report=bool(opts["report_file"]))
     for note in plan.notes:
         click.echo(f"ccasim: note: {note}", err=True)
     times: dict[str, float] = {}
@@ -155,7 +155,8 @@ def run(ctx: click.Context, **opts: Any) -> int:
             vmm.build()
         times["build"] = time.perf_counter() - t
         t = time.perf_counter()
-        result = vmm.run(timeout=opts["timeout"], watchdog=lambda: _stuck(machine, vmm))
+        with summary.progress(kvm, "run", launch, show_progress):
+            result = vmm.run(timeout=opts["timeout"], watchdog=lambda: _stuck(machine, vmm))
         times["run"] = time.perf_counter() - t
         outcome.collect(machine, kvm, vmm, result, recorder)
     except VmmError as e:

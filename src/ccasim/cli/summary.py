@@ -59,9 +59,19 @@ class Recorder:
         self.kinds: dict[str, int] = {}
         self.snapshot: dict[str, Any] | None = None
         self.report = report
+        self.console: Any = None  # a progress bar's console while one is shown
         kvm.rmi.on_call = self._call
         if report:
             kvm.on_rec_exit = self._exit
+
+    def echo(self, line: str) -> None:
+        """A line of the guest's console: above the progress bar if one is shown."""
+        if self.console is not None:
+            from rich.text import Text
+
+            self.console.print(Text(line), soft_wrap=True)
+        else:
+            click.echo(line)
 
     def _call(self, fid: int, x0: int) -> None:
         self.calls[fid] += 1
@@ -80,33 +90,40 @@ class Recorder:
 @contextmanager
 def progress(kvm: Kvm, phase: str, launch: Launch, show: bool) -> Iterator[None]:
     """A progress bar over a long phase when ``show``: "populate" counts the granules the VMM
-    populates, "teardown" the delegated pages given back."""
+    populates, "teardown" the delegated pages given back, "run" the REC entries (no total:
+    a counter, with the console printed above it)."""
     recorder = _recorder(kvm)
     if not show or recorder is None:
         yield
         return
+    total: int | None
     if phase == "populate":
         granules = sum(-(-len(b.data) // 4096) + 1 for b in launch.blobs)
         granules += sum(r.size // 4096 for r in launch.unmeasured)
         counted: tuple[FID, ...] = (FID.DATA_CREATE, FID.DATA_CREATE_UNKNOWN)
         total = granules
-        label = "Populating the realm"
+        label = "Populating"
+    elif phase == "run":
+        total, counted, label = None, (FID.REC_ENTER,), "REC entries"
     else:
         total = sum(n for owner, n in _page_counts(kvm) if owner in DELEGATED)
-        counted, label = (FID.GRANULE_UNDELEGATE,), "Tearing down the realm"
-    if total < 2048:  # quick: no bar
+        counted, label = (FID.GRANULE_UNDELEGATE,), "Tearing down"
+    if total is not None and total < 2048:  # quick: no bar
         yield
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     with Progress(
         "[progress.description]{task.description}",
-        BarColumn(),
+        BarColumn(bar_width=30),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         transient=True,
+        redirect_stdout=False,
+        redirect_stderr=False,
     ) as bar:
         task = bar.add_task(label, total=total)
+        recorder.console = bar.console
 
         def advance(fid: int, x0: int) -> None:
             if fid in counted:
@@ -117,6 +134,7 @@ def progress(kvm: Kvm, phase: str, launch: Launch, show: bool) -> Iterator[None]
             yield
         finally:
             recorder.listeners.remove(advance)
+            recorder.console = None
 
 
 def _recorder(kvm: Kvm) -> Recorder | None:

@@ -84,6 +84,9 @@ class GuestDescription:
     devices: tuple[Device, ...] = ()
 
 
+SW_BUFFER = 1 << 20
+
+
 def _cells(*values: int) -> bytes:
     return b"".join(v.to_bytes(4, "big") for v in values)
 
@@ -94,7 +97,10 @@ def _cells64(*values: int) -> bytes:
 
 def build(desc: GuestDescription) -> bytes:
     """The device tree blob for ``desc``."""
-    sw = libfdt.FdtSw()
+    # pylibfdt grows the buffer as nodes and properties are added, but not for fdt_finish,
+    # which fails with FDT_ERR_NOSPACE when the last addition filled it exactly: start with
+    # room to spare (the blob is packed to its own size, whatever the buffer was).
+    sw = libfdt.FdtSw(SW_BUFFER)
     sw.finish_reservemap()
     with sw.add_node(""):
         sw.property_string("compatible", desc.compatible)
