@@ -29,6 +29,7 @@ def dtb_of(image) -> tuple[bytes, int]:
     return blob.data, blob.ipa
 
 
+@example(cpus=10, mib=32, bootargs="========", initrd=b"\0")  # it filled pylibfdt's buffer
 @given(
     cpus=st.integers(1, 16),
     mib=st.sampled_from([32, 256, 2048]),
