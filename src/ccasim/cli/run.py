@@ -13,6 +13,7 @@ why a vCPU stopped), never from inside a layer.
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from typing import Any, TextIO
@@ -216,7 +217,11 @@ def _platform_caps(opts: dict[str, Any], from_file: dict[str, object]) -> Capabi
             caps = caps.restrict(load_toml(path, text))
         features = opts.pop("rmi_features")
         if features is not None:
-            caps = caps.restrict(Capabilities.from_rmi_features(features).validate())
+            try:
+                offered = Capabilities.from_rmi_features(features).validate()
+            except LaunchError as e:
+                raise LaunchError(f"--rmi-features {features:#x}: {e}") from None
+            caps = caps.restrict(offered)
         if from_file:
             caps = caps.update(from_mapping("--launch [caps]", from_file))
         given = {key.replace("-", "_"): opts.pop(key.replace("-", "_"), None) for key in CAPS_KEYS}
@@ -297,6 +302,7 @@ def _guest_plan(argv: list[str], guest: str | None, args: dict[str, object]) -> 
     if lookup(name) is None:
         known = ", ".join(programs())
         raise click.BadParameter(f"no program {name!r} (known: {known})", param_hint="--guest")
+    _check_params(name, args)
     kernel, firmware = (
         _option_value(argv, "-k", "--kernel"),
         _option_value(argv, "-f", "--firmware"),
@@ -330,6 +336,25 @@ def _guest_plan(argv: list[str], guest: str | None, args: dict[str, object]) -> 
         f" {name!r} in its place"
     )
     return plan
+
+
+def _check_params(name: str, args: dict[str, object]) -> None:
+    """The program takes these parameters, each of the type of its default."""
+    fn = lookup(name)
+    assert fn is not None
+    params = list(inspect.signature(fn).parameters.values())[1:]  # after the vCPU
+    known = {p.name: p for p in params}
+    for key, value in args.items():
+        if key not in known:
+            takes = ", ".join(known) or "no parameters"
+            raise click.BadParameter(
+                f"{name!r} takes {takes}; not {key!r}", param_hint="--guest-arg"
+            )
+        default = known[key].default
+        if isinstance(default, int) and not isinstance(value, int):
+            raise click.BadParameter(f"{key}={value!r} is not a number", param_hint="--guest-arg")
+        if isinstance(default, str) and not isinstance(value, str):
+            args[key] = str(value)  # a number given where the program takes text
 
 
 def _guest_image_in(data: bytes) -> tuple[str, dict] | None:
