@@ -7,6 +7,7 @@ granule transition service (GTSI delegate/undelegate), as TF-RMM does with TF-A.
 from __future__ import annotations
 
 import operator
+import struct
 from typing import TYPE_CHECKING
 
 from ccasim import smccc
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     from ccasim.rmm.core import Rmm
 
 _MASKS = (MASK64,) * smccc.MAX_ARGS
+#: Packing as unsigned 64-bit fails for what a register cannot hold as is: the cheap check.
+_IN_RANGE = [struct.Struct(f"<{n}Q").pack for n in range(smccc.MAX_ARGS + 1)]
 _and = operator.and_
 _FID_MASK = smccc.FID_MASK
 
@@ -40,9 +43,12 @@ class Monitor:
         Register values are taken modulo 2^64, as a 64-bit register holds them. An SMC FID
         is the low 32 bits of X0, without the SMCCC 1.3 SVE hint (bit 16).
         """
-        if len(args) > smccc.MAX_ARGS:
-            raise TypeError(f"an SMC has at most {smccc.MAX_ARGS} argument registers")
-        args = tuple(map(_and, args, _MASKS))
+        try:
+            _IN_RANGE[len(args)](*args)  # every register value already in [0, 2^64)?
+        except IndexError:
+            raise TypeError(f"an SMC has at most {smccc.MAX_ARGS} argument registers") from None
+        except struct.error:  # no: take them modulo 2^64 (TypeError for what is not an int)
+            args = tuple(map(_and, args, _MASKS))
         fid = x0 & _FID_MASK
         if RMI_FID_FIRST <= fid <= RMI_FID_LAST and self.rmm is not None:
             return self.rmm.handle_rmi(fid, args)

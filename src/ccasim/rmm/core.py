@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 UNDELEGATED = GranuleState.UNDELEGATED
 NO_OUTPUTS = (0, 0, 0, 0)
 SUCCESS = (0, 0, 0, 0, 0)
+#: Zeros to complete X1..X4 after n outputs, and the registers a caller did not set.
+PAD = tuple(NO_OUTPUTS[n:] for n in range(5))
+ZEROS = (0,) * 17
 NOT_SUPPORTED = (SMCCC_NOT_SUPPORTED, 0, 0, 0, 0)
 #: FID -> (handler, number of input registers X1..), from the RMI's declaration.
 DISPATCH = {fid: (HANDLERS[fid], len(RMI_COMMANDS[fid].inputs)) for fid in HANDLERS}
@@ -64,22 +67,23 @@ class Rmm:
     def handle_rmi(self, fid: int, args: tuple[int, ...]) -> tuple[int, int, int, int, int]:
         """Run the RMI command ``fid`` with X1.. = ``args``; return X0..X4."""
         command = DISPATCH.get(fid)
-        condition = None
-        result: tuple[int, ...]
         if command is None:
-            regs, result = args, NOT_SUPPORTED
+            if self.log is not None:
+                note, self.note = self.note, None
+                self.log(SmcCall(fid, args, NOT_SUPPORTED, None, note))
+            return NOT_SUPPORTED
+        handler, nargs = command
+        # registers the caller did not set hold zero; those past the inputs are ignored
+        regs = args if len(args) == nargs else (args + ZEROS)[:nargs]
+        condition = None
+        try:
+            outputs = handler(self, *regs)
+        except CommandFailure as failure:
+            condition, outputs = failure.condition, failure.outputs
+            x0 = return_code(failure.status, failure.index)
+            result = (x0, *outputs, *NO_OUTPUTS[len(outputs) :])
         else:
-            handler, nargs = command
-            if len(args) < nargs:  # registers the caller did not set hold zero
-                args += (0,) * (nargs - len(args))
-            regs = args[:nargs]
-            try:
-                outputs = handler(self, *regs)
-                result = (0, *outputs, *NO_OUTPUTS[len(outputs) :]) if outputs else SUCCESS
-            except CommandFailure as failure:
-                condition, outputs = failure.condition, failure.outputs
-                x0 = return_code(failure.status, failure.index)
-                result = (x0, *outputs, *NO_OUTPUTS[len(outputs) :])
+            result = (0, *outputs) + PAD[len(outputs)] if outputs else SUCCESS
         if self.log is not None:
             note, self.note = self.note, None
             self.log(SmcCall(fid, regs, result, condition, note))
