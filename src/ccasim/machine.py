@@ -162,7 +162,7 @@ class Machine:
         """EL3 moves the NS granule holding ``pa`` to the Secure PAS for the Secure world (as
         an FF-A memory lend does); False if it is not in the NS PAS. Then neither the Normal
         world nor RMI_GRANULE_DELEGATE (``gran_gpt``) can use it."""
-        return self._memory.gpt.transition(pa & ~GRANULE_MASK, Pas.NS, Pas.SECURE)
+        return self._memory.gpt.transition(Pas.NS, Pas.SECURE, pa & ~GRANULE_MASK)
 
     # -- debug views (read only; not architectural) ----------------------------------------
 

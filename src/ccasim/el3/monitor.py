@@ -25,6 +25,11 @@ _MASKS = (MASK64,) * smccc.MAX_ARGS
 _IN_RANGE = [struct.Struct(f"<{n}Q").pack for n in range(smccc.MAX_ARGS + 1)]
 _and = operator.and_
 _FID_MASK = smccc.FID_MASK
+_NS, _REALM = Pas.NS, Pas.REALM
+
+
+def _no_rmm(fid: int, args: tuple[int, ...]) -> tuple[int, int, int, int, int]:
+    return (smccc.NOT_SUPPORTED, 0, 0, 0, 0)
 
 
 class Monitor:
@@ -34,8 +39,20 @@ class Monitor:
         self, memory: MemorySystem, attestation: PlatformAttestation | None = None
     ) -> None:
         self.memory = memory
+        self._transition = memory.gpt.transition
         self.attestation = attestation if attestation is not None else PlatformAttestation()
-        self.rmm: Rmm | None = None
+        self._rmm: Rmm | None = None
+        self._handle_rmi = _no_rmm
+
+    @property
+    def rmm(self) -> Rmm | None:
+        """The RMM that RMI calls go to (None: RMI FIDs are not supported)."""
+        return self._rmm
+
+    @rmm.setter
+    def rmm(self, rmm: Rmm | None) -> None:
+        self._rmm = rmm
+        self._handle_rmi = rmm.handle_rmi if rmm is not None else _no_rmm
 
     def smc_from_ns(self, x0: int, *args: int) -> tuple[int, int, int, int, int]:
         """An SMC from the Normal world: X0 = ``x0``, X1.. = ``args``. Returns X0..X4.
@@ -50,8 +67,8 @@ class Monitor:
         except struct.error:  # no: take them modulo 2^64 (TypeError for what is not an int)
             args = tuple(map(_and, args, _MASKS))
         fid = x0 & _FID_MASK
-        if RMI_FID_FIRST <= fid <= RMI_FID_LAST and self.rmm is not None:
-            return self.rmm.handle_rmi(fid, args)
+        if RMI_FID_FIRST <= fid <= RMI_FID_LAST:
+            return self._handle_rmi(fid, args)
         if fid == smccc.SMCCC_VERSION:  # 1.3 lets callers mark SVE state as not live (B1.1)
             return (smccc.VERSION_1_3, 0, 0, 0, 0)
         return (smccc.NOT_SUPPORTED, 0, 0, 0, 0)
@@ -59,9 +76,9 @@ class Monitor:
     # -- RMM-EL3 interface: granule transition service -------------------------------------
 
     def gtsi_delegate(self, pa: int) -> bool:
-        """Move the granule at ``pa`` from the NS PAS to the Realm PAS."""
-        return self.memory.gpt.transition(pa, Pas.NS, Pas.REALM)
+        """Move the granule at ``pa`` from the NS PAS to the Realm PAS; False if not NS."""
+        return self._transition(_NS, _REALM, pa)
 
     def gtsi_undelegate(self, pa: int) -> bool:
         """Move the granule at ``pa`` from the Realm PAS back to the NS PAS."""
-        return self.memory.gpt.transition(pa, Pas.REALM, Pas.NS)
+        return self._transition(_REALM, _NS, pa)

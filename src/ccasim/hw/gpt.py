@@ -7,6 +7,7 @@ permitted only through the PAS that the GPT entry names (GranuleAccessPermitted,
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 
 from ccasim.hw.memory import GRANULE_SHIFT
 
@@ -28,10 +29,18 @@ class GranuleProtectionTable:
 
     ``default_pas`` gives the PAS a granule has at boot (from the platform memory map); only
     granules whose PAS has been changed (delegated to the Realm world) cost memory here.
+    ``boot_region``, if given, returns ``(base, top, pas)``: a range around an address whose
+    granules all boot in ``pas``, which lets transitions skip most default lookups.
     """
 
-    def __init__(self, default_pas) -> None:
+    def __init__(
+        self,
+        default_pas: Callable[[int], Pas],
+        boot_region: Callable[[int], tuple[int, int, Pas]] | None = None,
+    ) -> None:
         self._default_pas = default_pas
+        self._boot_region = boot_region or (lambda pa: (pa, pa + 1, default_pas(pa)))
+        self._last = (0, 0, Pas.NS)  # the boot region of the last transition
         self._changed: dict[int, Pas] = {}
 
     def pas(self, pa: int) -> Pas:
@@ -48,16 +57,29 @@ class GranuleProtectionTable:
         else:
             self._changed[gidx] = pas
 
-    def transition(self, pa: int, old: Pas, new: Pas) -> bool:
-        """Change the granule at ``pa`` from ``old`` to ``new``; False if it is not in ``old``."""
+    def transition(self, old: Pas, new: Pas, pa: int) -> bool:
+        """Change the granule at ``pa`` from ``old`` to ``new``; False if it is not in ``old``.
+
+        (``pa`` comes last so that ``functools.partial(gpt.transition, old, new)`` is a
+        transition service for one pair of PASes.)"""
         gidx = pa >> GRANULE_SHIFT
-        current = self._changed.get(gidx)
-        if (current if current is not None else self._default_pas(pa)) is not old:
+        changed = self._changed
+        current = changed.get(gidx)
+        base, top, default = self._last
+        if not base <= pa < top:
+            base, top, default = self._last = self._boot_region(pa)
+        if current is None:  # at its boot PAS
+            if default is not old:
+                return False
+            if new is not default:
+                changed[gidx] = new
+            return True
+        if current is not old:
             return False
-        if new is self._default_pas(pa):
-            del self._changed[gidx]
+        if new is default:
+            del changed[gidx]
         else:
-            self._changed[gidx] = new
+            changed[gidx] = new
         return True
 
     def changed_granules(self) -> dict[int, Pas]:

@@ -75,6 +75,7 @@ class Platform:
             if r.top > 1 << pa_bits:
                 raise ValueError(f"region {r.name!r} ends above the {pa_bits}-bit PA space")
         self._bases = [r.base for r in self.regions]
+        self._last: tuple[int, int, Pas] = (0, 0, Pas.NS)
         self._tops = [r.top for r in self.regions]
         delegable = [r for r in self.regions if r.delegable]
         self._delegable_bases = [r.base for r in delegable]
@@ -94,10 +95,26 @@ class Platform:
 
     def boot_pas(self, pa: int) -> Pas:
         """The PAS the GPT gives ``pa`` at boot (unpopulated addresses are Non-secure)."""
+        base, top, pas = self._last
+        if base <= pa < top:  # most lookups fall in the region of the one before
+            return pas
         i = bisect.bisect_right(self._bases, pa) - 1
         if i >= 0 and pa < self._tops[i]:
-            return self.regions[i].pas
+            region = self.regions[i]
+            self._last = (region.base, region.top, region.pas)
+            return region.pas
         return Pas.NS
+
+    def boot_region(self, pa: int) -> tuple[int, int, Pas]:
+        """``(base, top, pas)``: the populated region holding ``pa`` and its boot PAS, or the
+        unpopulated gap around ``pa`` (Non-secure)."""
+        i = bisect.bisect_right(self._bases, pa) - 1
+        if i >= 0 and pa < self._tops[i]:
+            region = self.regions[i]
+            return region.base, region.top, region.pas
+        low = self._tops[i] if i >= 0 else 0
+        high = self._bases[i + 1] if i + 1 < len(self._bases) else 1 << 64
+        return low, high, Pas.NS
 
     def describe(self) -> str:
         lines = [f"PA space: {self.pa_bits} bits"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right as _bisect_right
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -60,7 +61,13 @@ class Rmm:
         self.log: Callable[[LogRecord], None] | None = None
         self.note: str | None = None  # what the running command adds to its log record
         self._delegable = memory.platform.is_delegable
+        delegable = [r for r in memory.platform.regions if r.delegable]
+        self._delegable_bases = [r.base for r in delegable]
+        self._delegable_tops = [r.top for r in delegable]
         self._pa_limit = 1 << memory.platform.pa_bits
+        #: The memory contents and the GPT, for the commands' direct use.
+        self.memory = memory.memory
+        self.gpt = memory.gpt
 
     # -- dispatch ------------------------------------------------------------------------------
 
@@ -75,19 +82,26 @@ class Rmm:
         handler, nargs = command
         # registers the caller did not set hold zero; those past the inputs are ignored
         regs = args if len(args) == nargs else (args + ZEROS)[:nargs]
-        condition = None
         try:
             outputs = handler(self, *regs)
         except CommandFailure as failure:
-            condition, outputs = failure.condition, failure.outputs
-            x0 = return_code(failure.status, failure.index)
-            result = (x0, *outputs, *NO_OUTPUTS[len(outputs) :])
-        else:
-            result = (0, *outputs) + PAD[len(outputs)] if outputs else SUCCESS
+            return self._failed(fid, regs, failure)
+        result = (0, *outputs) + PAD[len(outputs)] if outputs else SUCCESS
         if self.log is not None:
             note, self.note = self.note, None
-            self.log(SmcCall(fid, regs, result, condition, note))
+            self.log(SmcCall(fid, regs, result, None, note))
         return result  # type: ignore[return-value]  # always five registers
+
+    def _failed(
+        self, fid: int, regs: tuple[int, ...], failure: CommandFailure
+    ) -> tuple[int, int, int, int, int]:
+        """The registers of a command that failed ``failure``'s condition, logged."""
+        outputs = failure.outputs
+        result = (return_code(failure.status, failure.index), *outputs, *PAD[len(outputs)])
+        if self.log is not None:
+            note, self.note = self.note, None
+            self.log(SmcCall(fid, regs, result, failure.condition, note))
+        return result  # type: ignore[return-value]
 
     # -- granules ------------------------------------------------------------------------------
 
@@ -98,9 +112,13 @@ class Rmm:
         self, addr: int, state: GranuleState, name: str, state_id: str = "state"
     ) -> None:
         """The shared checks on a granule argument: ``{name}_align``, ``_bound``, ``_state``."""
+        if state is not UNDELEGATED and self.granules.get(addr) is state:
+            return  # only aligned, delegable granules are ever in a state but UNDELEGATED
         if addr & GRANULE_MASK:
             raise CommandFailure(f"{name}_align")
-        if addr >= self._pa_limit or not self._delegable(addr):
+        # PaIsDelegable, inline: the delegable region at or below addr must contain it
+        i = _bisect_right(self._delegable_bases, addr) - 1
+        if i < 0 or addr >= self._delegable_tops[i] or addr >= self._pa_limit:
             raise CommandFailure(f"{name}_bound")
         if self.granules.get(addr, UNDELEGATED) is not state:
             raise CommandFailure(f"{name}_{state_id}")

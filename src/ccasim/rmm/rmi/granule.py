@@ -10,6 +10,8 @@ from ccasim.rmm.types import GranuleState
 if TYPE_CHECKING:
     from ccasim.rmm.core import Rmm
 
+UNDELEGATED, DELEGATED = GranuleState.UNDELEGATED, GranuleState.DELEGATED
+
 
 def granule_delegate(rmm: Rmm, addr: int) -> tuple[int, ...]:
     """B4.3.5: UNDELEGATED -> DELEGATED; EL3 moves the granule to the Realm PAS.
@@ -17,11 +19,11 @@ def granule_delegate(rmm: Rmm, addr: int) -> tuple[int, ...]:
     Failure conditions gran_align, gran_bound, gran_state, gran_gpt (no ordering).
     The granule is scrubbed so that nothing the Normal world left there reaches a realm.
     """
-    rmm.expect_granule(addr, GranuleState.UNDELEGATED, "gran")
+    rmm.expect_granule(addr, UNDELEGATED, "gran")
     if not rmm.monitor.gtsi_delegate(addr):  # EL3 refuses unless the granule is NS
         raise CommandFailure("gran_gpt")
-    rmm.mem.memory.wipe_granule(addr)
-    rmm.granules[addr] = GranuleState.DELEGATED
+    rmm.memory.wipe_granule(addr)
+    rmm.granules[addr] = DELEGATED
     return ()
 
 
@@ -30,8 +32,8 @@ def granule_undelegate(rmm: Rmm, addr: int) -> tuple[int, ...]:
 
     Failure conditions gran_align, gran_bound, gran_state (no ordering).
     """
-    rmm.expect_granule(addr, GranuleState.DELEGATED, "gran")
-    rmm.mem.memory.wipe_granule(addr)
+    rmm.expect_granule(addr, DELEGATED, "gran")
+    rmm.memory.wipe_granule(addr)
     rmm.monitor.gtsi_undelegate(addr)
     del rmm.granules[addr]
     return ()
