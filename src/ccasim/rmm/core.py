@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from ccasim.hw.pe import Pe
 
 UNDELEGATED = GranuleState.UNDELEGATED
+_NS = Pas.NS
+_tuple_new = tuple.__new__
 NO_OUTPUTS = (0, 0, 0, 0)
 SUCCESS = (0, 0, 0, 0, 0)
 #: Zeros to complete X1..X4 after n outputs, and the registers a caller did not set.
@@ -127,13 +129,17 @@ class Rmm:
         """The checks on an NS buffer argument: ``{name}_align``, ``_bound``, ``_pas`` (B3.20)."""
         if addr & GRANULE_MASK:
             raise CommandFailure(f"{name}_align")
-        if addr >= self._pa_limit or not self._delegable(addr):
+        i = _bisect_right(self._delegable_bases, addr) - 1
+        if i < 0 or addr >= self._delegable_tops[i] or addr >= self._pa_limit:
             raise CommandFailure(f"{name}_bound")
-        if self.mem.gpt.pas(addr) is not Pas.NS:
+        if self.gpt.pas(addr) is not _NS:
             raise CommandFailure(f"{name}_pas")
 
     def find_realm(self, rd: int) -> Realm:
         """Check ``rd`` names an RD granule (rd_align, rd_bound, rd_state) and return its realm."""
+        realm = self.realms.get(rd)
+        if realm is not None:  # an RD: aligned, delegable and in state RD
+            return realm
         self.expect_granule(rd, GranuleState.RD, "rd")
         return self.realms[rd]
 
@@ -175,7 +181,7 @@ class Rmm:
             rtt_addr = rtte.addr
             index = (ipa >> shift) & 511
             rtte = rtts[rtt_addr][index]
-        return Walk(lvl, rtt_addr, index, rtte)
+        return _tuple_new(Walk, (lvl, rtt_addr, index, rtte))
 
 
 __all__ = ["Rmm", "SmcCall", "Status"]

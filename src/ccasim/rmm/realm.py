@@ -39,6 +39,8 @@ class Realm:
     pmu_num_ctrs: int = 0
     num_bps: int = 0
     num_wps: int = 0
+    #: The first Unprotected IPA (derived from ipa_width).
+    protected_top: int = field(default=0, init=False)
 
     @property
     def par_size(self) -> int:
@@ -47,7 +49,10 @@ class Realm:
 
     def is_protected(self, ipa: int) -> bool:
         """AddrIsProtected (B3.4)."""
-        return ipa < protected_limit(self.ipa_width)
+        return ipa < self.protected_top
+
+    def __post_init__(self) -> None:
+        self.protected_top = protected_limit(self.ipa_width)
 
     def starting_rtts(self) -> list[int]:
         """PAs of the starting-level RTT granules."""

@@ -36,6 +36,15 @@ class Rtte(NamedTuple):
     attrs: int = 0
 
 
+_tuple_new = tuple.__new__
+
+
+def rtte(state: RttEntryState, ripas: Ripas, addr: int, attrs: int = 0) -> Rtte:
+    """``Rtte(state, ripas, addr, attrs)``, made as the tuple it is (the hot paths' way: a
+    NamedTuple's own constructor is a Python function)."""
+    return _tuple_new(Rtte, (state, ripas, addr, attrs))
+
+
 #: The entries a new realm's starting-level RTTs hold (RMI_REALM_CREATE rtte_p_states, rtte_ripas).
 RTTE_UNASSIGNED_EMPTY = Rtte(UNASSIGNED, EMPTY)
 RTTE_UNASSIGNED_NS = Rtte(UNASSIGNED_NS)

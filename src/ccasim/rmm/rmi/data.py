@@ -11,11 +11,13 @@ from ccasim.rmi.status import Status
 from ccasim.rmi.types import DATA_MEASURE_CONTENT
 from ccasim.rmm.errors import CommandFailure
 from ccasim.rmm.realm import Realm
-from ccasim.rmm.s2tt import ASSIGNED, DESTROYED, RAM, UNASSIGNED, Rtte, Walk, skip_non_live
+from ccasim.rmm.s2tt import ASSIGNED, DESTROYED, RAM, UNASSIGNED, Rtte, Walk, rtte, skip_non_live
 from ccasim.rmm.types import GranuleState, RealmState
 
 if TYPE_CHECKING:
     from ccasim.rmm.core import Rmm
+
+DELEGATED, DATA, NEW = GranuleState.DELEGATED, GranuleState.DATA, RealmState.NEW
 
 
 def find_page_entry(rmm: Rmm, realm: Realm, data: int, ipa: int) -> Walk:
@@ -45,13 +47,13 @@ def data_create(rmm: Rmm, rd: int, data: int, ipa: int, src: int, flags: int) ->
     if flags > DATA_MEASURE_CONTENT:
         raise CommandFailure("flags_valid")
     rmm.expect_ns_granule(src, "src")
-    rmm.expect_granule(data, GranuleState.DELEGATED, "data")
+    rmm.expect_granule(data, DELEGATED, "data")
     realm = rmm.find_realm(rd)
-    if realm.state is not RealmState.NEW:
+    if realm.state is not NEW:
         raise CommandFailure("realm_state", Status.ERROR_REALM)
     walk = find_page_entry(rmm, realm, data, ipa)
 
-    content = rmm.mem.memory.copy_granule(data, src)
+    content = rmm.memory.copy_granule(data, src)
     realm.measurements[0] = measurement.rim_extend_data(
         realm.hash_algo,
         realm.measurements[0],
@@ -59,19 +61,19 @@ def data_create(rmm: Rmm, rd: int, data: int, ipa: int, src: int, flags: int) ->
         flags,
         content if flags == DATA_MEASURE_CONTENT else None,
     )
-    rmm.rtts[walk.rtt_addr][walk.entry_idx] = Rtte(ASSIGNED, RAM, data)
-    rmm.granules[data] = GranuleState.DATA
+    rmm.rtts[walk.rtt_addr][walk.entry_idx] = rtte(ASSIGNED, RAM, data)
+    rmm.granules[data] = DATA
     return ()
 
 
 def data_create_unknown(rmm: Rmm, rd: int, data: int, ipa: int) -> tuple[int, ...]:
     """B4.3.2: map a wiped DATA granule at ``ipa``; the RIPAS is unchanged (A5.3.5)."""
-    rmm.expect_granule(data, GranuleState.DELEGATED, "data")
+    rmm.expect_granule(data, DELEGATED, "data")
     realm = rmm.find_realm(rd)
     walk = find_page_entry(rmm, realm, data, ipa)
-    rmm.mem.memory.wipe_granule(data)
-    rmm.rtts[walk.rtt_addr][walk.entry_idx] = Rtte(ASSIGNED, walk.rtte.ripas, data)
-    rmm.granules[data] = GranuleState.DATA
+    rmm.memory.wipe_granule(data)
+    rmm.rtts[walk.rtt_addr][walk.entry_idx] = rtte(ASSIGNED, walk.rtte.ripas, data)
+    rmm.granules[data] = DATA
     return ()
 
 
