@@ -126,6 +126,7 @@ def build_realm(contents: list[bytes]) -> tuple[float, int]:
     """Seconds to build and activate a realm measuring ``contents`` (each page from its own
     NS granule), and the process's peak resident memory in KiB; the RIM is checked after."""
     n_pages = len(contents)
+    size = n_pages * GRANULE
     m = ccasim.Machine()
     for i, page in enumerate(contents):
         m.ns_write(DRAM1 + GRANULE * (1 + i), page)
@@ -141,18 +142,19 @@ def build_realm(contents: list[bytes]) -> tuple[float, int]:
         int(FID.RTT_CREATE),
         int(FID.DATA_CREATE),
     )
-    for i in range(1 + n_l2 + n_l3 + n_pages):
-        smc(delegate, tables + i * GRANULE)
+    for pa in range(tables, data + n_pages * GRANULE, GRANULE):
+        smc(delegate, pa)
     t = iter(range(tables, data, GRANULE))
     smc(rtt_create, rd, next(t), 0, 1)
     for l2 in range(n_l2):
         smc(rtt_create, rd, next(t), l2 << 30, 2)
     for l3 in range(n_l3):
         smc(rtt_create, rd, next(t), l3 << 21, 3)
-    for i in range(n_pages):
-        src = DRAM1 + GRANULE * (1 + i)
-        x0 = smc(create, rd, data + i * GRANULE, i * GRANULE, src, MEASURE)[0]
-        assert x0 == 0, hex(x0)
+    sources = range(DRAM1 + GRANULE, DRAM1 + GRANULE * (1 + n_pages), GRANULE)
+    granules = range(data, data + n_pages * GRANULE, GRANULE)
+    for granule, ipa, src in zip(granules, range(0, size, GRANULE), sources, strict=True):
+        if smc(create, rd, granule, ipa, src, MEASURE)[0]:
+            raise AssertionError(f"DATA_CREATE at {ipa:#x} failed")
     assert smc(FID.REALM_ACTIVATE, rd)[0] == 0
     rim = m.realm_measurements(rd)[0]  # observed: complete and exact from here on
     elapsed = time.perf_counter() - start

@@ -182,7 +182,7 @@ class Machine:
         if realm is None:
             raise ValueError(f"no realm has its RD at {rd:#x}")
         size = realm.hash_algo.digest_size
-        return [m[:size] for m in realm.measurements]
+        return [m[:size] for m in realm.measured()]
 
     def vcpu_console(self, rec: int) -> str:
         """What the vCPU of the REC at ``rec`` printed on the model's debug console: why its

@@ -45,9 +45,13 @@ class GranuleProtectionTable:
 
     def pas(self, pa: int) -> Pas:
         """The PAS of the granule holding ``pa``."""
-        gidx = pa >> GRANULE_SHIFT
-        pas = self._changed.get(gidx)
-        return pas if pas is not None else self._default_pas(pa)
+        pas = self._changed.get(pa >> GRANULE_SHIFT)
+        if pas is not None:
+            return pas
+        base, top, default = self._last
+        if not base <= pa < top:
+            base, top, default = self._last = self._boot_region(pa)
+        return default
 
     def set_pas(self, pa: int, pas: Pas) -> None:
         """Change the GPT entry of the granule holding ``pa`` (only EL3 does this)."""

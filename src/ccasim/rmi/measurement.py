@@ -31,6 +31,8 @@ _DESC_REC = struct.Struct("<B7xQ64s64s112x")
 # RmmMeasurementDescriptorRipas (C1.13): desc_type, len, rim, base, top.
 _DESC_RIPAS = struct.Struct("<B7xQ64sQQ160x")
 assert _DESC_DATA.size == _DESC_REC.size == _DESC_RIPAS.size == DESCRIPTOR_SIZE
+#: RmmMeasurementDescriptorData's layout, for code that extends a RIM elsewhere.
+DATA_DESCRIPTOR = _DESC_DATA
 
 
 _HASH = {HashAlgorithm.SHA_256: hashlib.sha256, HashAlgorithm.SHA_512: hashlib.sha512}

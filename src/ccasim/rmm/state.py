@@ -36,7 +36,9 @@ class RmmState:
 
 
 def copy_realm(realm: Realm) -> Realm:
-    return dataclasses.replace(realm, measurements=list(realm.measurements))
+    copy = dataclasses.replace(realm, measurements=list(realm.measured()))
+    copy.rim_key = realm.rim_key  # the same realm
+    return copy
 
 
 def copy_rec(rec: Rec) -> Rec:

@@ -28,7 +28,7 @@ def realm_claims(realm: Realm, challenge: bytes, rak_key: bytes) -> dict[int, ob
         t.REALM_HASH_ALGO: HASH_NAMES[realm.hash_algo],
         t.REALM_RAK_HASH_ALGO: RAK_HASH_ALGO,
         t.REALM_PROFILE_CLAIM: t.REALM_PROFILE,
-        t.REALM_RIM: realm.measurements[0][:size],
+        t.REALM_RIM: realm.measured()[0][:size],
         t.REALM_REMS: [m[:size] for m in realm.measurements[1:]],
     }
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ccasim.arch.vmsa import GRANULE_MASK, PA_LIMIT_WITHOUT_LPA2
-from ccasim.rmi import measurement
 from ccasim.rmi.levels import RTT_PAGE_LEVEL
 from ccasim.rmi.status import Status
 from ccasim.rmi.types import DATA_MEASURE_CONTENT
+from ccasim.rmm import rim
 from ccasim.rmm.errors import CommandFailure
 from ccasim.rmm.realm import Realm
 from ccasim.rmm.s2tt import ASSIGNED, DESTROYED, RAM, UNASSIGNED, Rtte, Walk, rtte, skip_non_live
@@ -54,13 +54,7 @@ def data_create(rmm: Rmm, rd: int, data: int, ipa: int, src: int, flags: int) ->
     walk = find_page_entry(rmm, realm, data, ipa)
 
     content = rmm.memory.copy_granule(data, src)
-    realm.measurements[0] = measurement.rim_extend_data(
-        realm.hash_algo,
-        realm.measurements[0],
-        ipa,
-        flags,
-        content if flags == DATA_MEASURE_CONTENT else None,
-    )
+    rim.extend_data(realm, ipa, flags, content if flags == DATA_MEASURE_CONTENT else None)
     rmm.rtts[walk.rtt_addr][walk.entry_idx] = rtte(ASSIGNED, RAM, data)
     rmm.granules[data] = DATA
     return ()

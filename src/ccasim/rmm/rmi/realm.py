@@ -9,7 +9,7 @@ from ccasim.rmi import levels, measurement
 from ccasim.rmi.status import Status
 from ccasim.rmi.structs import RealmParams
 from ccasim.rmi.types import REALM_FLAG_LPA2, REALM_FLAG_PMU, REALM_FLAG_SVE, HashAlgorithm
-from ccasim.rmm import s2tt
+from ccasim.rmm import rim, s2tt
 from ccasim.rmm.errors import CommandFailure
 from ccasim.rmm.features import RmmFeatures
 from ccasim.rmm.realm import Realm
@@ -130,6 +130,7 @@ def realm_activate(rmm: Rmm, rd: int) -> tuple[int, ...]:
     if realm.state is not RealmState.NEW:
         raise CommandFailure("realm_state", Status.ERROR_REALM)
     realm.state = RealmState.ACTIVE
+    realm.measured()  # the RIM is final: complete it now (ccasim.rmm.rim)
     return ()
 
 
@@ -147,6 +148,7 @@ def realm_destroy(rmm: Rmm, rd: int) -> tuple[int, ...]:
         del rmm.rtts[addr]
         rmm.granules[addr] = GranuleState.DELEGATED
     del rmm.realms[rd]
+    rim.forget(realm)
     rmm.granules[rd] = GranuleState.DELEGATED
     rmm.vmids.discard(realm.vmid)
     return ()

@@ -77,7 +77,7 @@ def rec_create(rmm: Rmm, rd: int, rec: int, params_ptr: int) -> tuple[int, ...]:
     )
     if runnable:
         realm.measurements[0] = measurement.rim_extend_rec(
-            realm.hash_algo, realm.measurements[0], params
+            realm.hash_algo, realm.measured()[0], params
         )
     for addr in aux:
         rmm.granules[addr] = GranuleState.REC_AUX

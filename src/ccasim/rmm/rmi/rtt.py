@@ -265,7 +265,7 @@ def rtt_init_ripas(rmm: Rmm, rd: int, base: int, top: int) -> tuple[int, ...]:
 
     assign_ripas(rtt, walk.level, base, walk_top, RAM)
     realm.measurements[0] = measurement.rim_extend_ripas(
-        realm.hash_algo, realm.measurements[0], base, walk_top, levels.level_size(walk.level)
+        realm.hash_algo, realm.measured()[0], base, walk_top, levels.level_size(walk.level)
     )
     return (walk_top,)
 

@@ -17,7 +17,7 @@ def measurement_read(call: RealmCall, index: int) -> tuple[int, ...]:
     padded."""
     if index > 4:
         raise CommandFailure("index_bound", RsiStatus.ERROR_INPUT)
-    return (RsiStatus.SUCCESS, *_DOUBLEWORDS.unpack(call.realm.measurements[index]))
+    return (RsiStatus.SUCCESS, *_DOUBLEWORDS.unpack(call.realm.measured()[index]))
 
 
 def measurement_extend(call: RealmCall, index: int, size: int, *value: int) -> tuple[int, ...]:
@@ -29,6 +29,6 @@ def measurement_extend(call: RealmCall, index: int, size: int, *value: int) -> t
     realm = call.realm
     data = _DOUBLEWORDS.pack(*value)[:size]
     realm.measurements[index] = measurement.rem_extend(
-        realm.hash_algo, realm.measurements[index], data
+        realm.hash_algo, realm.measured()[index], data
     )
     return (RsiStatus.SUCCESS,)
