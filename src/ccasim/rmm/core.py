@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ccasim.hw.gpt import Pas
-from ccasim.hw.memory import GRANULE_MASK, GRANULE_SIZE
+from ccasim.hw.memory import GRANULE_MASK, GRANULE_SHIFT, GRANULE_SIZE
 from ccasim.rmi.commands import RMI_COMMANDS
 from ccasim.rmi.fid import SMCCC_NOT_SUPPORTED
 from ccasim.rmi.levels import level_shift
@@ -43,7 +43,8 @@ class Rmm:
     """The Realm Management Monitor: the RMI interface over the RMM's own state.
 
     Nothing outside ``ccasim.rmm`` reads these attributes: the host sees registers and NS
-    memory only. ``granules`` maps the PA of each granule not in state UNDELEGATED to its state
+    memory only. ``granules`` maps each granule not in state UNDELEGATED (by its PA >> 12, which
+    spreads over a dict's slots as PAs, multiples of 4096, do not) to its state
     (RmmGranule.state, C1.6); ``realms``, ``recs`` and ``rtts`` hold the objects stored in RD,
     REC and RTT granules.
     """
@@ -108,21 +109,27 @@ class Rmm:
     # -- granules ------------------------------------------------------------------------------
 
     def granule_state(self, pa: int) -> GranuleState:
-        return self.granules.get(pa, UNDELEGATED)
+        if pa & GRANULE_MASK:  # not a granule's address
+            return UNDELEGATED
+        return self.granules.get(pa >> GRANULE_SHIFT, UNDELEGATED)
 
     def expect_granule(
         self, addr: int, state: GranuleState, name: str, state_id: str = "state"
     ) -> None:
         """The shared checks on a granule argument: ``{name}_align``, ``_bound``, ``_state``."""
-        if state is not UNDELEGATED and self.granules.get(addr) is state:
-            return  # only aligned, delegable granules are ever in a state but UNDELEGATED
+        if (
+            not addr & GRANULE_MASK
+            and state is not UNDELEGATED
+            and self.granules.get(addr >> GRANULE_SHIFT) is state
+        ):
+            return  # only delegable granules are ever in a state but UNDELEGATED
         if addr & GRANULE_MASK:
             raise CommandFailure(f"{name}_align")
         # PaIsDelegable, inline: the delegable region at or below addr must contain it
         i = _bisect_right(self._delegable_bases, addr) - 1
         if i < 0 or addr >= self._delegable_tops[i] or addr >= self._pa_limit:
             raise CommandFailure(f"{name}_bound")
-        if self.granules.get(addr, UNDELEGATED) is not state:
+        if self.granules.get(addr >> GRANULE_SHIFT, UNDELEGATED) is not state:
             raise CommandFailure(f"{name}_{state_id}")
 
     def expect_ns_granule(self, addr: int, name: str) -> None:
@@ -155,9 +162,10 @@ class Rmm:
     def delegable_delegated(self, addr: int) -> bool:
         """PaIsDelegable(addr) and Granule(addr).state == DELEGATED (as in AuxStateEqual, B3.13)."""
         return (
-            addr < self._pa_limit
+            not addr & GRANULE_MASK  # a granule's address (the map knows only those)
+            and addr < self._pa_limit
             and self._delegable(addr)
-            and self.granules.get(addr, UNDELEGATED) is GranuleState.DELEGATED
+            and self.granules.get(addr >> GRANULE_SHIFT, UNDELEGATED) is GranuleState.DELEGATED
         )
 
     # -- RTT walk ------------------------------------------------------------------------------

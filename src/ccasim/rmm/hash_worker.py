@@ -86,8 +86,9 @@ class HashWorker:
         self.pid = os.getpid()
         if hasattr(os, "memfd_create"):
             self._ring_fd = os.memfd_create("ccasim-rim-ring")
-        else:  # pragma: no cover (other POSIX systems)
-            handle, _ = tempfile.mkstemp()
+        else:  # pragma: no cover (other POSIX systems): an unlinked temporary file
+            handle, path = tempfile.mkstemp(prefix="ccasim-rim-ring-")
+            os.unlink(path)
             self._ring_fd = handle
         os.ftruncate(self._ring_fd, RING_SIZE)
         self._ring = mmap.mmap(self._ring_fd, RING_SIZE)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from ccasim.arch.vmsa import GRANULE_SHIFT
 from ccasim.rmm.realm import Realm
 from ccasim.rmm.rec import Rec
 from ccasim.rmm.s2tt import Rtte
@@ -55,7 +56,7 @@ def copy_rec(rec: Rec) -> Rec:
 
 def snapshot(rmm: Rmm) -> RmmState:
     return RmmState(
-        granules=MappingProxyType(dict(rmm.granules)),
+        granules=MappingProxyType({g << GRANULE_SHIFT: st for g, st in rmm.granules.items()}),
         realms=MappingProxyType({rd: copy_realm(r) for rd, r in rmm.realms.items()}),
         recs=MappingProxyType({addr: copy_rec(r) for addr, r in rmm.recs.items()}),
         rtts=MappingProxyType({addr: tuple(rtt) for addr, rtt in rmm.rtts.items()}),

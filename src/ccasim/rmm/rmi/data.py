@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ccasim.arch.vmsa import GRANULE_MASK, PA_LIMIT_WITHOUT_LPA2
+from ccasim.arch.vmsa import GRANULE_MASK, GRANULE_SHIFT, PA_LIMIT_WITHOUT_LPA2
 from ccasim.rmi.levels import RTT_PAGE_LEVEL
 from ccasim.rmi.status import Status
 from ccasim.rmi.types import DATA_MEASURE_CONTENT
@@ -56,7 +56,7 @@ def data_create(rmm: Rmm, rd: int, data: int, ipa: int, src: int, flags: int) ->
     content = rmm.memory.copy_granule(data, src)
     rim.extend_data(realm, ipa, flags, content if flags == DATA_MEASURE_CONTENT else None)
     rmm.rtts[walk.rtt_addr][walk.entry_idx] = rtte(ASSIGNED, RAM, data)
-    rmm.granules[data] = DATA
+    rmm.granules[data >> GRANULE_SHIFT] = DATA
     return ()
 
 
@@ -67,7 +67,7 @@ def data_create_unknown(rmm: Rmm, rd: int, data: int, ipa: int) -> tuple[int, ..
     walk = find_page_entry(rmm, realm, data, ipa)
     rmm.memory.wipe_granule(data)
     rmm.rtts[walk.rtt_addr][walk.entry_idx] = rtte(ASSIGNED, walk.rtte.ripas, data)
-    rmm.granules[data] = DATA
+    rmm.granules[data >> GRANULE_SHIFT] = DATA
     return ()
 
 
@@ -94,5 +94,5 @@ def data_destroy(rmm: Rmm, rd: int, ipa: int) -> tuple[int, ...]:
 
     rtt[walk.entry_idx] = Rtte(UNASSIGNED, DESTROYED if entry.ripas is RAM else entry.ripas)
     rmm.mem.memory.wipe_granule(entry.addr)
-    rmm.granules[entry.addr] = GranuleState.DELEGATED
+    rmm.granules[entry.addr >> GRANULE_SHIFT] = GranuleState.DELEGATED
     return (entry.addr, skip_non_live(rtt, walk.level, ipa))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ccasim.arch.vmsa import GRANULE_SHIFT
 from ccasim.rmm.errors import CommandFailure
 from ccasim.rmm.types import GranuleState
 
@@ -23,7 +24,7 @@ def granule_delegate(rmm: Rmm, addr: int) -> tuple[int, ...]:
     if not rmm.monitor.gtsi_delegate(addr):  # EL3 refuses unless the granule is NS
         raise CommandFailure("gran_gpt")
     rmm.memory.wipe_granule(addr)
-    rmm.granules[addr] = DELEGATED
+    rmm.granules[addr >> GRANULE_SHIFT] = DELEGATED
     return ()
 
 
@@ -35,5 +36,5 @@ def granule_undelegate(rmm: Rmm, addr: int) -> tuple[int, ...]:
     rmm.expect_granule(addr, DELEGATED, "gran")
     rmm.memory.wipe_granule(addr)
     rmm.monitor.gtsi_undelegate(addr)
-    del rmm.granules[addr]
+    del rmm.granules[addr >> GRANULE_SHIFT]
     return ()

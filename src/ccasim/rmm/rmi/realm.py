@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ccasim.hw.memory import GRANULE_SIZE
+from ccasim.hw.memory import GRANULE_SHIFT, GRANULE_SIZE
 from ccasim.rmi import levels, measurement
 from ccasim.rmi.status import Status
 from ccasim.rmi.structs import RealmParams
@@ -117,8 +117,8 @@ def realm_create(rmm: Rmm, rd: int, params_ptr: int) -> tuple[int, ...]:
     realm.measurements[0] = measurement.rim_init(algo, params)
     for i, addr in enumerate(rtts):
         rmm.rtts[addr] = starting_rtt(i, params.rtt_level_start, params.s2sz)
-        rmm.granules[addr] = GranuleState.RTT
-    rmm.granules[rd] = GranuleState.RD
+        rmm.granules[addr >> GRANULE_SHIFT] = GranuleState.RTT
+    rmm.granules[rd >> GRANULE_SHIFT] = GranuleState.RD
     rmm.realms[rd] = realm
     rmm.vmids.add(params.vmid)
     return ()
@@ -146,9 +146,9 @@ def realm_destroy(rmm: Rmm, rd: int) -> tuple[int, ...]:
         raise CommandFailure("realm_live", Status.ERROR_REALM)
     for addr in realm.starting_rtts():
         del rmm.rtts[addr]
-        rmm.granules[addr] = GranuleState.DELEGATED
+        rmm.granules[addr >> GRANULE_SHIFT] = GranuleState.DELEGATED
     del rmm.realms[rd]
     rim.forget(realm)
-    rmm.granules[rd] = GranuleState.DELEGATED
+    rmm.granules[rd >> GRANULE_SHIFT] = GranuleState.DELEGATED
     rmm.vmids.discard(realm.vmid)
     return ()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ccasim.hw.memory import GRANULE_MASK
+from ccasim.hw.memory import GRANULE_MASK, GRANULE_SHIFT
 from ccasim.hw.vcpu import Vcpu
 from ccasim.rmi import measurement
 from ccasim.rmi.status import Status
@@ -80,8 +80,8 @@ def rec_create(rmm: Rmm, rd: int, rec: int, params_ptr: int) -> tuple[int, ...]:
             realm.hash_algo, realm.measured()[0], params
         )
     for addr in aux:
-        rmm.granules[addr] = GranuleState.REC_AUX
-    rmm.granules[rec] = GranuleState.REC
+        rmm.granules[addr >> GRANULE_SHIFT] = GranuleState.REC_AUX
+    rmm.granules[rec >> GRANULE_SHIFT] = GranuleState.REC
     realm.rec_index += 1
     realm.num_recs += 1
     return ()
@@ -93,8 +93,8 @@ def rec_destroy(rmm: Rmm, rec_ptr: int) -> tuple[int, ...]:
     if rec.state is RecState.RUNNING:
         raise CommandFailure("rec_state", Status.ERROR_REC)
     for addr in rec.aux:
-        rmm.granules[addr] = GranuleState.DELEGATED
-    rmm.granules[rec_ptr] = GranuleState.DELEGATED
+        rmm.granules[addr >> GRANULE_SHIFT] = GranuleState.DELEGATED
+    rmm.granules[rec_ptr >> GRANULE_SHIFT] = GranuleState.DELEGATED
     del rmm.recs[rec_ptr]
     rmm.realms[rec.owner].num_recs -= 1
     return ()

@@ -10,6 +10,7 @@ from ccasim.arch.vmsa import (
     DESC_MEMATTR,
     DESC_MEMATTR_SHIFT,
     GRANULE_MASK,
+    GRANULE_SHIFT,
     GRANULE_SIZE,
     MEMATTR_RESERVED,
     PA_LIMIT_WITHOUT_LPA2,
@@ -103,7 +104,7 @@ def rtt_create(rmm: Rmm, rd: int, rtt: int, ipa: int, level: int) -> tuple[int, 
 
     rmm.rtts[rtt] = s2tt.unfold(walk.rtte, level)
     rmm.rtts[walk.rtt_addr][walk.entry_idx] = Rtte(TABLE, addr=rtt)
-    rmm.granules[rtt] = GranuleState.RTT
+    rmm.granules[rtt >> GRANULE_SHIFT] = GranuleState.RTT
     return ()
 
 
@@ -133,7 +134,7 @@ def rtt_destroy(rmm: Rmm, rd: int, ipa: int, level: int) -> tuple[int, ...]:
         unassigned = Rtte(UNASSIGNED, DESTROYED)
     parent[walk.entry_idx] = unassigned
     del rmm.rtts[child]
-    rmm.granules[child] = GranuleState.DELEGATED
+    rmm.granules[child >> GRANULE_SHIFT] = GranuleState.DELEGATED
     return (child, s2tt.skip_non_live(parent, walk.level, ipa))
 
 
@@ -154,7 +155,7 @@ def rtt_fold(rmm: Rmm, rd: int, ipa: int, level: int) -> tuple[int, ...]:
 
     rmm.rtts[walk.rtt_addr][walk.entry_idx] = folded
     del rmm.rtts[child]
-    rmm.granules[child] = GranuleState.DELEGATED
+    rmm.granules[child >> GRANULE_SHIFT] = GranuleState.DELEGATED
     return (child,)
 
 
