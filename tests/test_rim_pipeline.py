@@ -6,6 +6,7 @@ RIMs and the log the spec's step-by-step extension gives, including when the hel
 from __future__ import annotations
 
 import hashlib
+import os
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -171,3 +172,22 @@ def test_a_realm_destroyed_before_its_rim_was_read_is_forgotten(helper):
     start = measurement.rim_init(HashAlgorithm.SHA_256, params)
     expected = measurement.rim_extend_data(HashAlgorithm.SHA_256, start, 0, 1, page)
     assert host.m.realm_measurements(realm.rd)[0] == expected[:32]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_process_computes_the_rim_itself_and_leaves_the_helper_alone(helper):
+    build = Build([0])
+    for n in range(20):
+        build.data(0, True, n)
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's helper is not its own
+        try:
+            build.data(0, True, 99)
+            build.check()
+        except BaseException:
+            os._exit(1)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    build.check()  # the parent's chain was not disturbed
+    assert rim.worker() is helper

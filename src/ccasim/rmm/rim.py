@@ -33,10 +33,18 @@ _worker: hash_worker.HashWorker | None = None
 _worker_failed = False
 
 
+def _live() -> hash_worker.HashWorker | None:
+    """The helper, if it works and is this process's (not inherited through a fork)."""
+    helper = _worker
+    if helper is None or helper.broken or helper.pid != os.getpid():
+        return None
+    return helper
+
+
 def worker() -> hash_worker.HashWorker | None:
     """The process's helper, started on first use; None where it cannot run."""
     global _worker, _worker_failed
-    if _worker is not None and not _worker.broken and _worker.pid == os.getpid():
+    if _live() is not None:
         return _worker
     if _worker_failed or os.environ.get("CCASIM_HASH_WORKER", "1") == "0" or os.name != "posix":
         return None
@@ -48,7 +56,7 @@ def worker() -> hash_worker.HashWorker | None:
             DATA_MEASURE_CONTENT,
             [algo.hashlib_name for algo in sorted(HashAlgorithm)],
         )
-    except OSError:
+    except (OSError, ValueError, TypeError):  # no subprocess, no interpreter to run
         _worker_failed = True
         return None
     return _worker
@@ -81,8 +89,8 @@ def extend_data(realm: Realm, ipa: int, flags: int, content: bytes | None) -> No
 
 def _submit(realm: Realm) -> None:
     """Hand the helper the pending pages it does not have yet."""
-    helper = _worker
-    if helper is None or helper.broken:
+    helper = _live()
+    if helper is None:
         realm.rim_submitted = -1  # computed here at the next read
         return
     try:
@@ -97,12 +105,13 @@ def complete(realm: Realm) -> None:
     """Apply every pending extension to the RIM (``realm.rim_base``), in order."""
     pending = realm.rim_pending
     rim = None
-    if realm.rim_submitted > 0 and _worker is not None and not _worker.broken:
+    helper = _live()
+    if realm.rim_submitted > 0 and helper is not None:
         if 3 * realm.rim_submitted < len(pending):
             _submit(realm)
         if realm.rim_submitted > 0:
             try:
-                rim = _worker.query(realm.rim_key)
+                rim = helper.query(realm.rim_key)
             except hash_worker.WorkerError:
                 rim = None
     if rim is None:
