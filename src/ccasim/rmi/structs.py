@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ccasim.arch.vmsa import GRANULE_SIZE
 from ccasim.rmi.types import REALM_FLAG_SVE, HashAlgorithm
@@ -33,6 +34,7 @@ class AbiStruct:
 
     SIZE: ClassVar[int] = GRANULE_SIZE
     _codecs: ClassVar[dict[type, tuple[struct.Struct, list[tuple[str, int, bool]]]]] = {}
+    _fast: ClassVar[dict[type, tuple[Callable[..., bytes], Callable[..., Any]] | None]] = {}
 
     @classmethod
     def _codec(cls) -> tuple[struct.Struct, list[tuple[str, int, bool]]]:
@@ -53,8 +55,47 @@ class AbiStruct:
             codec = AbiStruct._codecs[cls] = (struct.Struct(fmt), layout)
         return codec
 
+    @classmethod
+    def _compiled(cls) -> tuple[Callable[..., bytes], Callable[..., Any]] | None:
+        """A pack and an unpack made for this class's members (as dataclasses makes its
+        ``__init__``): one call each, no loop over members. None for classes with byte-string
+        members, whose lengths the generic path checks."""
+        if cls in AbiStruct._fast:
+            return AbiStruct._fast[cls]
+        codec, layout = cls._codec()
+        fast: tuple[Callable[..., bytes], Callable[..., Any]] | None = None
+        if not any(is_bytes for _, _, is_bytes in layout):
+            values, fields, i = [], [], 0
+            for name, count, _ in layout:
+                values.append(f"*self.{name}" if count > 1 else f"self.{name}")
+                fields.append(f"{name}=list(v[{i}:{i + count}])" if count > 1 else f"{name}=v[{i}]")
+                i += count
+            source = (
+                f"def pack(self):\n    return _pack({', '.join(values)})\n"
+                f"def unpack(data, base=0):\n    v = _unpack_from(data, base)\n"
+                f"    return _cls({', '.join(fields)})\n"
+            )
+            namespace: dict[str, Any] = {
+                "_pack": codec.pack,
+                "_unpack_from": codec.unpack_from,
+                "_cls": cls,
+            }
+            exec(source, namespace)  # our own source, built from the members
+            fast = (namespace["pack"], namespace["unpack"])
+        AbiStruct._fast[cls] = fast
+        return fast
+
     def pack(self) -> bytes:
         """The structure's bytes; ValueError names a member whose value does not fit."""
+        fast = self._compiled()
+        if fast is not None:
+            try:
+                return fast[0](self)
+            except (struct.error, TypeError):
+                pass  # the generic path below says which member is wrong
+        return self._pack_generic()
+
+    def _pack_generic(self) -> bytes:
         codec, layout = self._codec()
         values: list[object] = []
         for name, count, is_bytes in layout:
@@ -100,6 +141,9 @@ class AbiStruct:
 
     @classmethod
     def unpack(cls, data: bytes, base: int = 0):
+        fast = cls._compiled()
+        if fast is not None:
+            return fast[1](data, base)
         codec, layout = cls._codec()
         values = codec.unpack_from(data, base)
         kwargs, i = {}, 0
