@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import operator
 import struct
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ccasim import smccc
@@ -39,7 +40,11 @@ class Monitor:
         self, memory: MemorySystem, attestation: PlatformAttestation | None = None
     ) -> None:
         self.memory = memory
-        self._transition = memory.gpt.transition
+        # The RMM-EL3 granule transition service (GTSI) is the GPT transition itself:
+        #: Move the granule at ``pa`` from the NS PAS to the Realm PAS; False if not NS.
+        self.gtsi_delegate: Callable[[int], bool] = memory.gpt.ns_to_realm
+        #: Move the granule at ``pa`` from the Realm PAS back to the NS PAS.
+        self.gtsi_undelegate: Callable[[int], bool] = memory.gpt.realm_to_ns
         self.attestation = attestation if attestation is not None else PlatformAttestation()
         self._rmm: Rmm | None = None
         self._handle_rmi = _no_rmm
@@ -72,13 +77,3 @@ class Monitor:
         if fid == smccc.SMCCC_VERSION:  # 1.3 lets callers mark SVE state as not live (B1.1)
             return (smccc.VERSION_1_3, 0, 0, 0, 0)
         return (smccc.NOT_SUPPORTED, 0, 0, 0, 0)
-
-    # -- RMM-EL3 interface: granule transition service -------------------------------------
-
-    def gtsi_delegate(self, pa: int) -> bool:
-        """Move the granule at ``pa`` from the NS PAS to the Realm PAS; False if not NS."""
-        return self._transition(_NS, _REALM, pa)
-
-    def gtsi_undelegate(self, pa: int) -> bool:
-        """Move the granule at ``pa`` from the Realm PAS back to the NS PAS."""
-        return self._transition(_REALM, _NS, pa)

@@ -24,6 +24,41 @@ class Pas(enum.Enum):
         return self.value
 
 
+def _mover(old: Pas, new: Pas) -> Callable[[GranuleProtectionTable, int], bool]:
+    """The transition of a granule from ``old`` to ``new`` as a method of the GPT (one per
+    pair, so that EL3's transition services are each a single call)."""
+    mover = _MOVERS.get((old, new))
+    if mover is not None:
+        return mover
+
+    def move(self: GranuleProtectionTable, pa: int) -> bool:
+        gidx = pa >> GRANULE_SHIFT
+        changed = self._changed
+        current = changed.get(gidx)
+        base, top, default = self._last
+        if not base <= pa < top:
+            base, top, default = self._last = self._boot_region(pa)
+        if current is None:  # at its boot PAS
+            if default is not old:
+                return False
+            if new is not default:
+                changed[gidx] = new
+            return True
+        if current is not old:
+            return False
+        if new is default:
+            del changed[gidx]
+        else:
+            changed[gidx] = new
+        return True
+
+    _MOVERS[(old, new)] = move
+    return move
+
+
+_MOVERS: dict[tuple[Pas, Pas], Callable[[GranuleProtectionTable, int], bool]] = {}
+
+
 class GranuleProtectionTable:
     """A sparse GPT: each granule's PAS is its region's default unless changed by EL3.
 
@@ -62,29 +97,12 @@ class GranuleProtectionTable:
             self._changed[gidx] = pas
 
     def transition(self, old: Pas, new: Pas, pa: int) -> bool:
-        """Change the granule at ``pa`` from ``old`` to ``new``; False if it is not in ``old``.
+        """Change the granule at ``pa`` from ``old`` to ``new``; False if it is not in ``old``."""
+        return _mover(old, new)(self, pa)
 
-        (``pa`` comes last so that ``functools.partial(gpt.transition, old, new)`` is a
-        transition service for one pair of PASes.)"""
-        gidx = pa >> GRANULE_SHIFT
-        changed = self._changed
-        current = changed.get(gidx)
-        base, top, default = self._last
-        if not base <= pa < top:
-            base, top, default = self._last = self._boot_region(pa)
-        if current is None:  # at its boot PAS
-            if default is not old:
-                return False
-            if new is not default:
-                changed[gidx] = new
-            return True
-        if current is not old:
-            return False
-        if new is default:
-            del changed[gidx]
-        else:
-            changed[gidx] = new
-        return True
+    #: NS -> Realm and back: the granule transition service EL3 gives the RMM.
+    ns_to_realm = _mover(Pas.NS, Pas.REALM)
+    realm_to_ns = _mover(Pas.REALM, Pas.NS)
 
     def changed_granules(self) -> dict[int, Pas]:
         """Granule base addresses whose PAS differs from the boot-time default."""
