@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -191,3 +192,17 @@ def test_a_forked_process_computes_the_rim_itself_and_leaves_the_helper_alone(he
     assert os.waitstatus_to_exitcode(status) == 0
     build.check()  # the parent's chain was not disturbed
     assert rim.worker() is helper
+
+
+def test_a_helper_that_cannot_start_leaves_the_rim_exact(monkeypatch):
+    monkeypatch.setattr(rim, "WORKER_AFTER", 1)
+    monkeypatch.setattr(hash_worker, "BATCH", 3)
+    monkeypatch.delenv("CCASIM_HASH_WORKER", raising=False)
+    monkeypatch.setattr(rim, "_worker", None)
+    monkeypatch.setattr(rim, "_worker_failed", False)
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    build = Build([1])
+    for n in range(12):
+        build.data(0, True, n)
+    build.check()
+    assert rim.worker() is None

@@ -98,9 +98,18 @@ class HashWorker:
         argv = [sys.executable, "-I", "-S", __file__, str(self._ring_fd), str(req_r),
                 str(resp_w), descriptor, str(desc_type), str(desc_size), str(measure_flag),
                 ",".join(hashes)]  # fmt: skip
-        self._child = subprocess.Popen(argv, pass_fds=(self._ring_fd, req_r, resp_w))
-        os.close(req_r)
-        os.close(resp_w)
+        try:
+            self._child = subprocess.Popen(argv, pass_fds=(self._ring_fd, req_r, resp_w))
+        except BaseException:
+            self._view.release()
+            self._ring.close()
+            for fd in (req_r, resp_w, self._req, self._resp, self._ring_fd):
+                os.close(fd)
+            raise
+        finally:
+            if hasattr(self, "_child"):
+                os.close(req_r)
+                os.close(resp_w)
         self.submitted = 0  # items whose header and page are in the ring
         self.sent = 0  # items covered by a PROCESS request
         self.processed = 0  # items the child is known to have processed
