@@ -34,21 +34,12 @@ import libfdt
 from ccasim.guest import rsi
 from ccasim.isa import Load, Smc, Store, Wfe
 from ccasim.isa.boot import GuestCpu
+from ccasim.paravirt import CONSOLE_BUFFER, CONSOLE_DOORBELL, HOST_CALL_BUFFER, HOST_CALL_CHALLENGE
 from ccasim.psci import PsciFid
 from ccasim.rsi import RIPAS_CHANGE_DESTROYED, RsiRipas
 
 Call = Generator[Any, Any, Any]
 PAGE = 4096
-#: The console device's registers (``ccasim,shared-console``): the IPA of its buffer, then a
-#: doorbell taking the number of bytes to print from it.
-CONSOLE_BUFFER = 0x0
-CONSOLE_DOORBELL = 0x8
-#: The host call the kernel makes to hand a buffer (IPA, length) to the VMM, e.g. an
-#: attestation token for it to check (a vendor hypervisor service SMCCC function ID).
-HOST_CALL_BUFFER = 0xC600_0010
-#: The host call that asks the VMM for an attestation challenge (X1 the IPA of a shared
-#: buffer, X2 its size): X0 0 and X1 the challenge's length when the VMM wrote one.
-HOST_CALL_CHALLENGE = 0xC600_0011
 #: How many times a CPU polls PSCI_AFFINITY_INFO for a secondary before giving up.
 AFFINITY_POLLS = 100_000
 

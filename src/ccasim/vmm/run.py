@@ -19,18 +19,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ccasim.kvm import GuestMemfd, Kvm, KvmError, UserMemory, Vcpu, Vm, WouldBlockForever, uapi
+from ccasim.paravirt import (
+    CONSOLE_BUFFER,
+    CONSOLE_DOORBELL,
+    HOST_CALL_BUFFER,
+    HOST_CALL_CHALLENGE,
+    HOST_CALLS,
+    UART_LSR,
+    UART_LSR_EMPTY,
+    UART_THR,
+)
+from ccasim.smccc import NOT_SUPPORTED
 from ccasim.vmm import layout
 from ccasim.vmm.capabilities import Capabilities
 from ccasim.vmm.launch import Launch
-
-#: The host calls of the realm kernel model (ccasim.guest.kernel): hand the VMM a buffer,
-#: ask it for an attestation challenge.
-HOST_CALL_BUFFER = 0xC600_0010
-HOST_CALL_CHALLENGE = 0xC600_0011
-SMCCC_NOT_SUPPORTED = (1 << 64) - 1
-#: The 8250 registers the VMM answers: THR (write) and LSR (read: transmitter empty).
-UART_THR, UART_LSR, UART_LSR_EMPTY = 0, 5, 0x60
-CONSOLE_BUFFER, CONSOLE_DOORBELL = 0x0, 0x8
 
 
 class VmmError(Exception):
@@ -139,7 +141,7 @@ class RealmVmm:
             with _ioctl(f"KVM_CAP_ARM_RME_POPULATE_REALM ({region.name}, unmeasured)"):
                 self._populate(region.ipa, bytes(region.size), measure=False)
         with _ioctl("KVM_ARM_SMCCC_FILTER"):
-            vm.set_smccc_filter(HOST_CALL_BUFFER, 2, uapi.KVM_SMCCC_FILTER_FWD_TO_USER)
+            vm.set_smccc_filter(HOST_CALL_BUFFER, HOST_CALLS, uapi.KVM_SMCCC_FILTER_FWD_TO_USER)
         with _ioctl("KVM_CAP_ARM_RME_ACTIVATE_REALM"):
             vm.enable_cap(rme, uapi.KVM_CAP_ARM_RME_ACTIVATE_REALM)
 
@@ -322,9 +324,9 @@ class RealmVmm:
                 vcpu.set_one_reg(uapi.KVM_REG_ARM_CORE_X(0), 0)
                 vcpu.set_one_reg(uapi.KVM_REG_ARM_CORE_X(1), size)
             else:
-                vcpu.set_one_reg(uapi.KVM_REG_ARM_CORE_X(0), SMCCC_NOT_SUPPORTED)
+                vcpu.set_one_reg(uapi.KVM_REG_ARM_CORE_X(0), NOT_SUPPORTED)
         else:
-            vcpu.set_one_reg(uapi.KVM_REG_ARM_CORE_X(0), SMCCC_NOT_SUPPORTED)
+            vcpu.set_one_reg(uapi.KVM_REG_ARM_CORE_X(0), NOT_SUPPORTED)
 
     def _convert(self, fault: uapi.KvmMemoryFaultExit) -> None:
         """The realm asked for a RIPAS change (or touched memory through the other alias):
