@@ -279,6 +279,14 @@ def test_every_error_is_one_line_and_a_failing_status(capsys, case):
     assert message in err and "Traceback" not in err + out
 
 
+def test_a_launch_file_with_an_impossible_platform_is_one_line(capsys, tmp_path):
+    launch = tmp_path / "realm.toml"
+    launch.write_text("[caps]\nnum-bps = 99\n")
+    status, out, err = cli(capsys, "run", "--launch", launch)
+    assert status == 1 and out == "" and err.count("\n") == 1
+    assert f"{launch} [caps]: num_bps=99 is outside 2..64" in err
+
+
 def test_a_refused_realm_leaves_the_host_balanced(capsys):
     status, report, err = run_json(capsys, "--hash-algo", "sha256", "--measurement-algo", "sha512")
     assert status == 1 and err.count("\n") == 1 and report["refused"]

@@ -29,6 +29,8 @@ from pathlib import Path
 import click
 
 from ccasim.cli.files import read_file
+from ccasim.vmm.capabilities import Capabilities, from_mapping
+from ccasim.vmm.errors import LaunchError
 
 #: kvmtool options: key -> (option, kind). Kinds: "value", "flag", "file".
 KVMTOOL_KEYS = {
@@ -63,7 +65,7 @@ class LaunchFile:
     kvmtool_args: list[str] = field(default_factory=list)
     options: dict[str, object] = field(default_factory=dict)
     guest_args: dict[str, object] = field(default_factory=dict)
-    caps: dict[str, object] = field(default_factory=dict)
+    caps: Capabilities | None = None
 
 
 def load_launch(path: str) -> LaunchFile:
@@ -103,7 +105,12 @@ def load_launch(path: str) -> LaunchFile:
                 raise click.ClickException(
                     f"{path}: unknown key caps.{unknown[0]} (keys: {', '.join(CAPS_KEYS)})"
                 )
-            out.caps = {k.replace("-", "_"): v for k, v in caps.items()}
+            try:
+                out.caps = from_mapping(
+                    f"{path} [caps]", {k.replace("-", "_"): v for k, v in caps.items()}
+                )
+            except LaunchError as e:
+                raise click.ClickException(str(e)) from None
         else:
             known = [*KVMTOOL_KEYS, *CCASIM_KEYS, "guest-args", "caps"]
             raise click.ClickException(f"{path}: unknown key {key!r} (keys: {', '.join(known)})")

@@ -12,12 +12,13 @@ from typing import Any
 import click
 
 from ccasim.arch.vmsa import GRANULE_SIZE
+from ccasim.cli.capabilities import capability_options, read_capabilities
 from ccasim.cli.files import read_file, write_file
-from ccasim.cli.numbers import ADDRESS, COUNT, REGISTER, parse_hex_bytes, parse_number
+from ccasim.cli.numbers import ADDRESS, REGISTER, parse_hex_bytes, parse_number
 from ccasim.measure import Blob, Capabilities, Launch, LaunchError, Region, RimCalculator
 from ccasim.vmm import kvmtool as kvmtool_vmm
 from ccasim.vmm import qemu as qemu_vmm
-from ccasim.vmm.capabilities import HASH_ALGOS, load_toml
+from ccasim.vmm.capabilities import HASH_ALGOS
 from ccasim.vmm.cmdline import dtb_file
 
 DIGEST_SIZE = {"sha256": 32, "sha512": 64}
@@ -68,16 +69,7 @@ files (-c, stackable; each file can only lower what the ones before allowed).
     + ", ".join(CAPABILITY_OPTIONS)
     + " (e.g. examples/host-caps.toml).",
 )
-@click.option(
-    "--rmi-features",
-    type=REGISTER,
-    help="Capabilities from what RMI_FEATURES(0) returned (an RMM log's X1), like a -c file.",
-)
-@click.option("--ipa-bits", type=COUNT, help="IPA size the host supports (S2SZ).")
-@click.option("--num-bps", type=COUNT, help="Breakpoints (2-64).")
-@click.option("--num-wps", type=COUNT, help="Watchpoints (2-64).")
-@click.option("--sve-vl", type=COUNT, help="Largest SVE vector length in bits (0: no SVE).")
-@click.option("--pmu-num-ctrs", type=COUNT, help="PMU event counters (0-31).")
+@capability_options
 @click.option("--pmu", type=Bool(), help="Whether the host has a PMU for realms.")
 @click.option("--lpa2", type=Bool(), help="Whether the host supports LPA2.")
 @click.option("--hash-algo", type=click.Choice(HASH_ALGOS), help="Needed for custom realms.")
@@ -97,20 +89,9 @@ files (-c, stackable; each file can only lower what the ones before allowed).
 )
 @click.pass_context
 def measure(ctx: click.Context, configs: tuple[str, ...], **options: Any) -> None:
-    caps = Capabilities()
-    given = {name: options.pop(name) for name in CAPABILITY_OPTIONS}
-    features = options.pop("rmi_features")
-    try:
-        for path in configs:
-            caps = caps.restrict(
-                load_toml(path, read_file(path, "config").decode(errors="replace"))
-            )
-        if features is not None:
-            caps = caps.restrict(Capabilities.from_rmi_features(features).validate())
-        cli_caps = Capabilities(**given).validate()
-    except LaunchError as e:
-        raise click.ClickException(str(e)) from None
-    ctx.obj = {"caps": caps.update(cli_caps), **options}
+    given = Capabilities(**{name: options.pop(name) for name in CAPABILITY_OPTIONS})
+    caps = read_capabilities(configs, options.pop("rmi_features"), given)
+    ctx.obj = {"caps": caps, **options}
 
 
 VMM_SETTINGS = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}

@@ -22,10 +22,11 @@ import click
 
 from ccasim import attest
 from ccasim.cli import summary
+from ccasim.cli.capabilities import capability_options, read_capabilities
 from ccasim.cli.files import read_file
 from ccasim.cli.launchfile import CAPS_KEYS, load_launch
 from ccasim.cli.measure import Bool
-from ccasim.cli.numbers import COUNT, REGISTER, parse_hex_bytes, parse_number
+from ccasim.cli.numbers import COUNT, parse_hex_bytes, parse_number
 from ccasim.cli.platform import DEFAULT_HOST_RAM, full_caps, make_machine
 from ccasim.guest.image import ImageError, decode_image, is_kernel_image, kernel_image
 from ccasim.guest.registry import lookup, programs
@@ -33,7 +34,7 @@ from ccasim.isa import StopReason
 from ccasim.kvm import Kvm
 from ccasim.measure import RimCalculator
 from ccasim.vmm import kvmtool
-from ccasim.vmm.capabilities import HASH_ALGOS, Capabilities, from_mapping, load_toml
+from ccasim.vmm.capabilities import HASH_ALGOS, Capabilities
 from ccasim.vmm.errors import LaunchError
 from ccasim.vmm.run import RealmVmm, VmmError
 
@@ -85,12 +86,7 @@ RUN_SETTINGS = {"ignore_unknown_options": True, "allow_extra_args": True}
     metavar="FILE",
     help="Platform capabilities TOML, as `ccasim measure -c` takes (stackable).",
 )
-@click.option("--rmi-features", type=REGISTER, help="Platform from an RMI_FEATURES(0) value.")
-@click.option("--ipa-bits", type=COUNT, help="Largest IPA size the RMM supports (S2SZ).")
-@click.option("--num-bps", type=COUNT, help="Breakpoints (2-64).")
-@click.option("--num-wps", type=COUNT, help="Watchpoints (2-64).")
-@click.option("--sve-vl", type=COUNT, help="Largest SVE vector length in bits (0: no SVE).")
-@click.option("--pmu-num-ctrs", type=COUNT, help="PMU event counters (0-31).")
+@capability_options
 @click.option("--lpa2", type=Bool(), help="Whether the RMM supports LPA2 (52-bit IPAs).")
 @click.option("--hash-algo", type=click.Choice(HASH_ALGOS), help="The only hash the RMM offers.")
 @click.option("--host-ram", metavar="SIZE", help="The host's DRAM (default 32G).")
@@ -116,7 +112,7 @@ def run(ctx: click.Context, **opts: Any) -> int:
                 opts[key] = value
     if "--realm" in argv:
         argv.remove("--realm")
-    caps = _platform_caps(opts, launch_file.caps if launch_file else {})
+    caps = _platform_caps(opts, launch_file.caps if launch_file else None)
     args = dict(launch_file.guest_args) if launch_file else {}
     args.update(guest_args(opts["guest_args"]))
     challenge = _challenge(opts["challenge"])
@@ -207,28 +203,13 @@ def _stuck(machine: Any, vmm: RealmVmm) -> str | None:
 # -- options ------------------------------------------------------------------------------
 
 
-def _platform_caps(opts: dict[str, Any], from_file: dict[str, object]) -> Capabilities:
-    """The platform's capabilities: files (each only lowering), RMI_FEATURES, the launch
-    file's [caps], then the options, as ``ccasim measure`` reads them; the rest defaults."""
-    caps = Capabilities()
-    try:
-        for path in opts.pop("caps_files"):
-            text = read_file(path, "capabilities file").decode(errors="replace")
-            caps = caps.restrict(load_toml(path, text))
-        features = opts.pop("rmi_features")
-        if features is not None:
-            try:
-                offered = Capabilities.from_rmi_features(features).validate()
-            except LaunchError as e:
-                raise LaunchError(f"--rmi-features {features:#x}: {e}") from None
-            caps = caps.restrict(offered)
-        if from_file:
-            caps = caps.update(from_mapping("--launch [caps]", from_file))
-        given = {key.replace("-", "_"): opts.pop(key.replace("-", "_"), None) for key in CAPS_KEYS}
-        caps = caps.update(Capabilities(**given).validate())
-    except LaunchError as e:
-        raise click.ClickException(str(e)) from None
-    return full_caps(caps)
+def _platform_caps(opts: dict[str, Any], launch_caps: Capabilities | None) -> Capabilities:
+    """The platform's capabilities: files, RMI_FEATURES, the launch file's [caps], then the
+    options, as ``ccasim measure`` reads them; what none of them sets is the RMM's default."""
+    given = Capabilities(**{key.replace("-", "_"): opts.pop(key.replace("-", "_"), None)
+                            for key in CAPS_KEYS})  # fmt: skip
+    outright = [c for c in (launch_caps, given) if c is not None]
+    return full_caps(read_capabilities(opts.pop("caps_files"), opts.pop("rmi_features"), *outright))
 
 
 def guest_args(pairs: tuple[str, ...]) -> dict[str, object]:
