@@ -287,6 +287,17 @@ def test_a_launch_file_with_an_impossible_platform_is_one_line(capsys, tmp_path)
     assert f"{launch} [caps]: num_bps=99 is outside 2..64" in err
 
 
+def test_guest_arguments_in_a_launch_file_are_checked_like_options(capsys, tmp_path):
+    launch = tmp_path / "realm.toml"
+    launch.write_text("[guest-args]\ntouch_mib = true\n")
+    status, _, err = cli(capsys, "run", "--launch", launch)
+    assert status == 2 and err.count("\n") == 1 and "touch_mib=True is not a number or text" in err
+    status, _, err = cli(
+        capsys, "guest", "image", "ccasim-default", "colour=1", "-o", tmp_path / "x"
+    )
+    assert status == 2 and "takes touch_mib" in err and not (tmp_path / "x").exists()
+
+
 def test_a_refused_realm_leaves_the_host_balanced(capsys):
     status, report, err = run_json(capsys, "--hash-algo", "sha256", "--measurement-algo", "sha512")
     assert status == 1 and err.count("\n") == 1 and report["refused"]

@@ -41,14 +41,7 @@ def list_programs() -> None:
 @click.option("-o", "--output", required=True, metavar="FILE", help="Where to write the image.")
 def image(name: str, params: tuple[str, ...], output: str) -> None:
     """Write the arm64 kernel Image that runs program NAME with PARAMS (`-k` for a VMM)."""
-    from ccasim.cli.run import guest_args  # one parser of KEY=VALUE for run and image
+    from ccasim.cli.run import guest_args, guest_program  # as `ccasim run` reads them
 
-    if lookup(name) is None:
-        raise click.BadParameter(
-            f"no program {name!r} (known: {', '.join(programs())})", param_hint="NAME"
-        )
-    try:
-        data = kernel_image(name, **guest_args(params))  # type: ignore[arg-type]
-    except TypeError as e:
-        raise click.BadParameter(str(e), param_hint="KEY=VALUE") from None
-    write_file(output, data, "image")
+    program, checked = guest_program(name, guest_args(params))
+    write_file(output, kernel_image(program, **checked), "image")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import inspect
 import os
 import time
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import click
@@ -23,22 +24,24 @@ import click
 from ccasim import attest
 from ccasim.cli import summary
 from ccasim.cli.capabilities import capability_options, read_capabilities
-from ccasim.cli.files import read_file
 from ccasim.cli.launchfile import CAPS_KEYS, load_launch
 from ccasim.cli.measure import Bool
 from ccasim.cli.numbers import COUNT, parse_hex_bytes, parse_number
 from ccasim.cli.platform import DEFAULT_HOST_RAM, full_caps, make_machine
-from ccasim.guest.image import ImageError, decode_image, is_kernel_image, kernel_image
+from ccasim.guest.image import kernel_image
 from ccasim.guest.registry import lookup, programs
-from ccasim.isa import StopReason
+from ccasim.guest.runtime import find_image
+from ccasim.isa import LoadError, StopReason
 from ccasim.kvm import Kvm
 from ccasim.measure import RimCalculator
 from ccasim.vmm import kvmtool
 from ccasim.vmm.capabilities import HASH_ALGOS, Capabilities
 from ccasim.vmm.errors import LaunchError
+from ccasim.vmm.launch import Blob, Launch
 from ccasim.vmm.run import RealmVmm, VmmError
 
 DEFAULT_PROGRAM = "ccasim-default"
+Params = dict[str, int | bytes | str]  # a guest program's parameters
 DEFAULT_CPUS, DEFAULT_MEM = "2", "256M"
 
 HELP = """Boot a realm end to end: `lkvm run --realm` on a modelled Arm CCA host.
@@ -118,9 +121,19 @@ def run(ctx: click.Context, **opts: Any) -> int:
     challenge = _challenge(opts["challenge"])
     host_ram = _size(opts["host_ram"], "--host-ram") if opts["host_ram"] else DEFAULT_HOST_RAM
 
-    plan = _guest_plan(argv, opts["guest"], args)
+    program, params = guest_program(opts["guest"], args)
     try:
-        machine = make_machine(caps, host_ram, plan.fallback)
+        launch = kvmtool.launch(
+            caps, ["--realm", "-c", DEFAULT_CPUS, "-m", DEFAULT_MEM, *argv],
+            default_kernel=kernel_image(program, **params),
+        )  # fmt: skip
+        predicted = RimCalculator(launch).compute()
+    except LaunchError as e:
+        raise click.ClickException(str(e)) from None
+    plan = _guest_plan(launch, program, params, chosen=opts["guest"] is not None or bool(args))
+    fallback = (program, params) if plan.in_place else None
+    try:
+        machine = make_machine(caps, host_ram, fallback)
     except ValueError as e:
         raise click.ClickException(f"--host-ram: {e}") from None
     trace = _open_trace(opts["trace_file"])
@@ -129,14 +142,6 @@ def run(ctx: click.Context, **opts: Any) -> int:
     kvm = Kvm(machine)
     if not kvm.rme_available:
         raise click.ClickException("the host has no usable RMM: " + "; ".join(kvm.dmesg))
-    try:
-        launch = kvmtool.launch(
-            caps, ["--realm", "-c", DEFAULT_CPUS, "-m", DEFAULT_MEM, *argv],
-            default_kernel=plan.kernel,
-        )  # fmt: skip
-        predicted = RimCalculator(launch).compute()
-    except LaunchError as e:
-        raise click.ClickException(str(e)) from None
 
     recorder = summary.Recorder(kvm, report=bool(opts["report_file"]))
     echo = None if (opts["quiet"] or opts["as_json"]) else recorder.echo
@@ -264,96 +269,77 @@ def _is_terminal() -> bool:
 # -- what runs ------------------------------------------------------------------------------
 
 
+@dataclass
 class GuestPlan:
-    """What the realm runs: the embedded kernel image (no -k, no firmware), or what -k or
-    --firmware load, with the program run in place of real AArch64 code."""
+    """What the realm runs: ``program`` with ``params``, from ``source`` (a file, or the
+    embedded kernel image); ``in_place`` if that file is AArch64 code the program stands in
+    for; ``notes`` for the user."""
 
-    def __init__(self) -> None:
-        self.kernel: bytes | None = None
-        self.program = DEFAULT_PROGRAM
-        self.params: dict[str, object] = {}
-        self.source = "embedded"
-        self.fallback: tuple[str, dict[str, Any]] | None = None
-        self.notes: list[str] = []
+    program: str
+    params: Params
+    source: str = "embedded"
+    in_place: bool = False
+    notes: list[str] = field(default_factory=list)
 
 
-def _guest_plan(argv: list[str], guest: str | None, args: dict[str, object]) -> GuestPlan:
-    plan = GuestPlan()
+def guest_program(guest: str | None, args: dict[str, object]) -> tuple[str, Params]:
+    """The program --guest names (or the default), and its --guest-arg parameters checked."""
     name = guest or DEFAULT_PROGRAM
     if lookup(name) is None:
         known = ", ".join(programs())
         raise click.BadParameter(f"no program {name!r} (known: {known})", param_hint="--guest")
-    _check_params(name, args)
-    kernel, firmware = (
-        _option_value(argv, "-k", "--kernel"),
-        _option_value(argv, "-f", "--firmware"),
-    )
-    if kernel is None and firmware is None:
-        try:
-            plan.kernel = kernel_image(name, **args)  # type: ignore[arg-type]
-        except TypeError as e:
-            raise click.BadParameter(str(e), param_hint="--guest-arg") from None
-        plan.program, plan.params = name, dict(args)
-        return plan
-    path = firmware if firmware is not None else kernel
-    assert path is not None
-    data = read_file(path, "firmware" if firmware is not None else "kernel")
-    found = _guest_image_in(data)
-    if found is not None:
-        if guest is not None or args:
-            raise click.ClickException(
-                f"{path} is a ccasim guest image of {found[0]!r}: it has its own parameters;"
-                " --guest and --guest-arg apply to real kernels only"
-            )
-        plan.program, plan.params = found[0], dict(found[1])
-        plan.source = path
-        return plan
-    plan.program, plan.params, plan.source = name, dict(args), path
-    plan.fallback = (name, dict(args))
-    what = "firmware" if firmware is not None else "an arm64 Image"
-    plan.notes.append(
-        f"{path} is {what}, not a ccasim guest image: it is loaded and measured as kvmtool"
-        f" would, but ccasim executes guest programs, not AArch64 code, so the realm runs"
-        f" {name!r} in its place"
-    )
-    return plan
+    return name, _check_params(name, args)
 
 
-def _check_params(name: str, args: dict[str, object]) -> None:
-    """The program takes these parameters, each of the type of its default."""
+def _guest_plan(launch: Launch, program: str, params: Params, chosen: bool) -> GuestPlan:
+    """What runs at the launch's entry point: the embedded image, a ccasim guest image the
+    user gave (``chosen``: --guest or --guest-arg were given too, which it cannot take), or
+    real code, in whose place ``program`` runs."""
+    loaded = next(b for b in launch.blobs if b.ipa <= launch.pc < b.ipa + max(len(b.data), 1))
+    if not loaded.source:
+        return GuestPlan(program, dict(params))
+    try:
+        found, own = find_image(launch.pc, lambda addr, n: _bytes_at(loaded, addr, n))
+    except LoadError:
+        what = "firmware" if loaded.name == "firmware" else "an arm64 Image"
+        note = (
+            f"{loaded.source} is {what}, not a ccasim guest image: it is loaded and measured as"
+            " kvmtool would, but ccasim executes guest programs, not AArch64 code, so the realm"
+            f" runs {program!r} in its place"
+        )
+        return GuestPlan(program, dict(params), loaded.source, True, [note])
+    if chosen:
+        raise click.ClickException(
+            f"{loaded.source} is a ccasim guest image of {found!r}: it has its own parameters;"
+            " --guest and --guest-arg apply to real kernels only"
+        )
+    return GuestPlan(found, dict(own), loaded.source)
+
+
+def _bytes_at(blob: Blob, addr: int, size: int) -> bytes:
+    """What the realm reads at ``addr`` inside ``blob`` (zeros past its end)."""
+    offset = addr - blob.ipa
+    return blob.data[offset : offset + size].ljust(size, b"\0")
+
+
+def _check_params(name: str, args: dict[str, object]) -> Params:
+    """``args`` as parameters of program ``name``: each one it takes, a number where its
+    default is a number, text (numbers written out) where it is text."""
     fn = lookup(name)
     assert fn is not None
-    params = list(inspect.signature(fn).parameters.values())[1:]  # after the vCPU
-    known = {p.name: p for p in params}
+    known = {p.name: p.default for p in list(inspect.signature(fn).parameters.values())[1:]}
+    checked: Params = {}
     for key, value in args.items():
         if key not in known:
             takes = ", ".join(known) or "no parameters"
             raise click.BadParameter(
                 f"{name!r} takes {takes}; not {key!r}", param_hint="--guest-arg"
             )
-        default = known[key].default
-        if isinstance(default, int) and not isinstance(value, int):
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise click.BadParameter(
+                f"{key}={value!r} is not a number or text", param_hint="--guest-arg"
+            )
+        if isinstance(known[key], int) and not isinstance(value, int):
             raise click.BadParameter(f"{key}={value!r} is not a number", param_hint="--guest-arg")
-        if isinstance(default, str) and not isinstance(value, str):
-            args[key] = str(value)  # a number given where the program takes text
-
-
-def _guest_image_in(data: bytes) -> tuple[str, dict] | None:
-    """(program, params) of a ccasim guest image, bare or after an arm64 Image header."""
-    body = data[64:] if is_kernel_image(data[:64]) else data
-    try:
-        return decode_image(body)
-    except ImageError:
-        return None
-
-
-def _option_value(argv: list[str], short: str, long: str) -> str | None:
-    """The last value of a kvmtool option in ``argv`` (``-k X``, ``--kernel X``, ``--kernel=X``)."""
-    value = None
-    words = iter(argv)
-    for word in words:
-        if word in (short, long):
-            value = next(words, None)
-        elif word.startswith(long + "="):
-            value = word.split("=", 1)[1]
-    return value
+        checked[key] = str(value) if isinstance(known[key], str) else value
+    return checked

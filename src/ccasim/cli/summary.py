@@ -263,7 +263,7 @@ def build(
                 "program": plan.program,
                 "params": _jsonable(plan.params),
                 "source": plan.source,
-                "in_place_of_aarch64": plan.fallback is not None,
+                "in_place_of_aarch64": plan.in_place,
             },
         },
         "platform": {k: v for k, v in vars(caps).items()},

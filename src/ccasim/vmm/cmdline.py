@@ -118,8 +118,8 @@ def kernel_blob_of(data: bytes, path: str, base: int, inflate: bool = False) -> 
     try:
         header = parse_image_header(data)
     except ImageError as e:
-        raise LaunchError(f"kernel {path}: {e}") from None
-    return Blob("kernel", base + header.text_offset, data), header.image_size
+        raise LaunchError(f"kernel {path or '(embedded)'}: {e}") from None
+    return Blob("kernel", base + header.text_offset, data, path), header.image_size
 
 
 def dtb_blob(data: bytes, ipa: int, pad_to: int | None) -> Blob:

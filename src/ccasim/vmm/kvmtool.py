@@ -156,7 +156,7 @@ def launch(
             kernel, _ = kernel_blob(a.kernel, base)
         else:
             assert default_kernel is not None
-            kernel, _ = kernel_blob_of(default_kernel, "(embedded)", base)
+            kernel, _ = kernel_blob_of(default_kernel, "", base)
         text_offset = kernel.ipa - base
         blobs.append(kernel)
     initrd = read(a.initrd, "initrd") if a.initrd is not None and a.firmware is None else None
@@ -171,7 +171,7 @@ def launch(
                 f"kvmtool: the firmware ({len(firmware)} bytes at {firmware_addr:#x}) is not"
                 f" inside guest RAM [{base:#x}, {base + ram:#x})"
             )
-        blobs.append(Blob("firmware", firmware_addr, firmware))
+        blobs.append(Blob("firmware", firmware_addr, firmware, a.firmware))
     place = layout.kvmtool_placement(
         ram,
         text_offset,
@@ -180,7 +180,7 @@ def launch(
         measurement_log=a.measurement_log,
     )
     if initrd is not None and place.initrd is not None:
-        blobs.append(Blob("initrd", place.initrd, initrd))
+        blobs.append(Blob("initrd", place.initrd, initrd, a.initrd))
     if dtb is None:
         initrd_range = (
             (place.initrd, place.initrd + len(initrd)) if initrd and place.initrd else None

@@ -39,11 +39,13 @@ class GuestSpan:
 
 @dataclass(frozen=True)
 class Blob(GuestSpan):
-    """Bytes a VMM places in guest memory at ``ipa`` (zero padded to whole granules)."""
+    """Bytes a VMM places in guest memory at ``ipa`` (zero padded to whole granules);
+    ``source`` is the file they came from, if any."""
 
     name: str
     ipa: int
     data: bytes
+    source: str = ""
 
     @property
     def size(self) -> int:  # type: ignore[override]
