@@ -153,19 +153,19 @@ def run(ctx: click.Context, **opts: Any) -> int:
     outcome = summary.Outcome()
     try:
         t = time.perf_counter()
-        with summary.progress(kvm, "populate", launch, show_progress):
+        with recorder.progress("populate", launch, show_progress):
             vmm.build()
         times["build"] = time.perf_counter() - t
         t = time.perf_counter()
-        with summary.progress(kvm, "run", launch, show_progress):
+        with recorder.progress("run", launch, show_progress):
             result = vmm.run(timeout=opts["timeout"], watchdog=lambda: _stuck(machine, vmm))
         times["run"] = time.perf_counter() - t
-        outcome.collect(machine, kvm, vmm, result, recorder)
+        outcome.collect(machine, vmm, result, recorder)
     except VmmError as e:
         outcome.refused = f"the host refused the realm: {e}"
     finally:
         t = time.perf_counter()
-        with summary.progress(kvm, "teardown", launch, show_progress):
+        with recorder.progress("teardown", launch, show_progress):
             vmm.close()
         times["teardown"] = time.perf_counter() - t
         if trace is not None:
@@ -177,7 +177,7 @@ def run(ctx: click.Context, **opts: Any) -> int:
         outcome.token, cpak, expect_rim=outcome.rim, expect_rpv=launch.rpv, challenge=challenge
     ) if outcome.token else None  # fmt: skip
     report = summary.build(
-        launch, caps, plan, predicted, outcome, verdict, kvm, vmm, times, challenge
+        launch, caps, plan, predicted, outcome, verdict, recorder, vmm, times, challenge
     )
     problem = report["error"] = summary.problem(report)
     if opts["report_file"] and not outcome.refused:

@@ -12,7 +12,7 @@ import json
 import time
 from array import array
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ccasim.vmm.run import RealmVmm, RunResult
 
 #: Listener of RMI calls: (FID, X0 returned).
-Listener = Any
+Listener = Callable[[int, int], None]
 
 MEASUREMENT_NAMES = ("RIM", "REM0", "REM1", "REM2", "REM3")
 MAPPED = (FID.DATA_CREATE, FID.DATA_CREATE_UNKNOWN, FID.RTT_MAP_UNPROTECTED)
@@ -45,11 +45,11 @@ def command_name(fid: int) -> str:
 
 
 class Recorder:
-    """Counts at KVM's tracepoints: RMI calls per command (all, and those that succeeded),
-    and, for the report, every REC exit with its time and vCPU."""
+    """Counts at KVM's tracepoints: RMI calls per command that succeeded, and, for the
+    report, every REC exit with its time and vCPU; shows progress over long phases."""
 
     def __init__(self, kvm: Kvm, report: bool = False) -> None:
-        self.calls: Counter[int] = Counter()
+        self.kvm = kvm
         self.succeeded: Counter[int] = Counter()
         self.listeners: list[Listener] = []
         self.start = time.perf_counter()
@@ -74,7 +74,6 @@ class Recorder:
             click.echo(line)
 
     def _call(self, fid: int, x0: int) -> None:
-        self.calls[fid] += 1
         if x0 == 0:
             self.succeeded[fid] += 1
         for listener in self.listeners:
@@ -86,67 +85,54 @@ class Recorder:
         self.exit_vcpus.append(min(vcpu_id, 0xFFFF))
         self.exit_kinds.append(min(kind, 0xFF))
 
-
-@contextmanager
-def progress(kvm: Kvm, phase: str, launch: Launch, show: bool) -> Iterator[None]:
-    """A progress bar over a long phase when ``show``: "populate" counts the granules the VMM
-    populates, "teardown" the delegated pages given back, "run" the REC entries (no total:
-    a counter, with the console printed above it)."""
-    recorder = _recorder(kvm)
-    if not show or recorder is None:
-        yield
-        return
-    total: int | None
-    if phase == "populate":
-        granules = sum(-(-len(b.data) // 4096) + 1 for b in launch.blobs)
-        granules += sum(r.size // 4096 for r in launch.unmeasured)
-        counted: tuple[FID, ...] = (FID.DATA_CREATE, FID.DATA_CREATE_UNKNOWN)
-        total = granules
-        label = "Populating"
-    elif phase == "run":
-        total, counted, label = None, (FID.REC_ENTER,), "REC entries"
-    else:
-        total = sum(n for owner, n in _page_counts(kvm) if owner in DELEGATED)
-        counted, label = (FID.GRANULE_UNDELEGATE,), "Tearing down"
-    if total is not None and total < 2048:  # quick: no bar
-        yield
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(bar_width=30),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        transient=True,
-        redirect_stdout=False,
-        redirect_stderr=False,
-    ) as bar:
-        task = bar.add_task(label, total=total)
-        recorder.console = bar.console
-
-        def advance(fid: int, x0: int) -> None:
-            if fid in counted:
-                bar.advance(task)
-
-        recorder.listeners.append(advance)
-        try:
+    @contextmanager
+    def progress(self, phase: str, launch: Launch, show: bool) -> Iterator[None]:
+        """A progress bar over a long phase when ``show``: "populate" counts the granules the VMM
+        populates, "teardown" the delegated pages given back, "run" the REC entries (no total:
+        a counter, with the console printed above it)."""
+        if not show:
             yield
-        finally:
-            recorder.listeners.remove(advance)
-            recorder.console = None
+            return
+        total: int | None
+        if phase == "populate":
+            granules = sum(-(-len(b.data) // 4096) + 1 for b in launch.blobs)
+            granules += sum(r.size // 4096 for r in launch.unmeasured)
+            counted: tuple[FID, ...] = (FID.DATA_CREATE, FID.DATA_CREATE_UNKNOWN)
+            total = granules
+            label = "Populating"
+        elif phase == "run":
+            total, counted, label = None, (FID.REC_ENTER,), "REC entries"
+        else:
+            counts = self.kvm.page_counts()
+            total = sum(counts[owner.value] for owner in DELEGATED)
+            counted, label = (FID.GRANULE_UNDELEGATE,), "Tearing down"
+        if total is not None and total < 2048:  # quick: no bar
+            yield
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(bar_width=30),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            transient=True,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        ) as bar:
+            task = bar.add_task(label, total=total)
+            self.console = bar.console
 
-def _recorder(kvm: Kvm) -> Recorder | None:
-    owner = getattr(kvm.rmi.on_call, "__self__", None)
-    return owner if isinstance(owner, Recorder) else None
+            def advance(fid: int, x0: int) -> None:
+                if fid in counted:
+                    bar.advance(task)
 
-
-def _page_counts(kvm: Kvm) -> list[tuple[Any, int]]:
-    from ccasim.kvm.memory import Owner
-
-    counts = kvm.page_counts()
-    return [(owner, counts[owner.value]) for owner in Owner]
+            self.listeners.append(advance)
+            try:
+                yield
+            finally:
+                self.listeners.remove(advance)
+                self.console = None
 
 
 @dataclass
@@ -181,7 +167,7 @@ class Outcome:
         return self.measurements[0] if self.measurements else None
 
     def collect(
-        self, machine: Machine, kvm: Kvm, vmm: RealmVmm, result: RunResult, recorder: Recorder
+        self, machine: Machine, vmm: RealmVmm, result: RunResult, recorder: Recorder
     ) -> None:
         self.ended, self.errors, self.console = result.ended, list(result.errors), result.console
         self.token = result.handed
@@ -219,7 +205,7 @@ def build(
     predicted: list[bytes],
     outcome: Outcome,
     verdict: Report | None,
-    kvm: Kvm,
+    recorder: Recorder,
     vmm: RealmVmm,
     times: dict[str, float],
     challenge: bytes,
@@ -228,9 +214,8 @@ def build(
     algo = launch.caps.hash_algo or "sha256"
     size = 64 if algo == "sha512" else 32
     base, ram = launch.ram[0]
-    recorder = _recorder(kvm)
-    calls = kvm.rmi.calls  # since KVM initialised (RMI_VERSION, RMI_FEATURES included)
-    succeeded = recorder.succeeded if recorder else Counter()
+    calls = recorder.kvm.rmi.calls  # since KVM initialised (RMI_VERSION, RMI_FEATURES too)
+    succeeded = recorder.succeeded
     rec_exits: Counter[str] = Counter()
     for v in outcome.vcpus:
         rec_exits.update(v.rec_exits)
