@@ -18,18 +18,21 @@ from __future__ import annotations
 import base64
 import html
 import json
+from bisect import bisect_right
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from ccasim.arch.vmsa import GRANULE_SIZE as GRANULE
+from ccasim.rmi.levels import level_size
+
 if TYPE_CHECKING:
     from ccasim.cli.summary import Recorder
     from ccasim.machine import Machine
     from ccasim.vmm.run import RealmVmm
 
-GRANULE = 4096
 ROW_CELLS = 512  # one level 3 RTT: 2 MiB of 4 KiB granules
 MAX_ROWS = 512
 MAX_GRANULE_CELLS = 1 << 17
@@ -42,11 +45,10 @@ IPA_KINDS = [
     "ASSIGNED EMPTY", "ASSIGNED RAM", "ASSIGNED DESTROYED",
     "UNASSIGNED_NS", "ASSIGNED_NS", "no RTT (unmapped)",
 ]  # fmt: skip
+IPA_CODES = {kind: code for code, kind in enumerate(IPA_KINDS)}
+UNMAPPED = IPA_CODES["no RTT (unmapped)"]
 GRANULE_KINDS = ["UNDELEGATED", "DELEGATED", "RD", "REC", "REC_AUX", "DATA", "RTT"]
-
-
-def _level_size(level: int) -> int:
-    return GRANULE << (9 * (3 - level))
+GRANULE_CODES = {kind: code for code, kind in enumerate(GRANULE_KINDS)}
 
 
 def capture(machine: Machine, vmm: RealmVmm) -> dict[str, Any]:
@@ -65,7 +67,7 @@ def capture(machine: Machine, vmm: RealmVmm) -> dict[str, Any]:
         node: dict[str, Any] = {"addr": addr, "level": level, "ipa": ipa, "depth": depth}
         node["start"] = column[0]
         nodes.append(node)
-        size = _level_size(level)
+        size = level_size(level)
         counts: Counter[str] = Counter()
         for i, e in enumerate(state.rtts[addr]):
             counts[e.state.value] += 1
@@ -79,14 +81,15 @@ def capture(machine: Machine, vmm: RealmVmm) -> dict[str, Any]:
         node["entries"] = dict(counts)
 
     start = realm.rtt_level_start
-    top = len(state.rtts[realm.rtt_base]) * _level_size(start)
+    top = len(state.rtts[realm.rtt_base]) * level_size(start)
     for i in range(realm.rtt_num_start):
         walk(realm.rtt_base + i * GRANULE, start, i * top, 0)
 
     base, size = vmm.launch.ram[0]
     cell = max(GRANULE, -(-size // (ROW_CELLS * MAX_ROWS)) // GRANULE * GRANULE)
-    protected = _cells(leaves, base, size, cell, shared=False)
-    unprotected = _cells(leaves, base | shared_bit, size, cell, shared=True)
+    ipas = sorted(leaves)
+    protected = _cells(ipas, leaves, base, size, cell, shared=False)
+    unprotected = _cells(ipas, leaves, base | shared_bit, size, cell, shared=True)
     return {
         "ipa": {
             "base": base,
@@ -104,20 +107,18 @@ def capture(machine: Machine, vmm: RealmVmm) -> dict[str, Any]:
     }
 
 
-def _cells(leaves: dict, base: int, size: int, cell: int, shared: bool) -> bytes:
-    """One code per cell of [base, base + size): the entry covering the cell's first granule."""
+def _cells(ipas: list[int], leaves: dict, base: int, size: int, cell: int, shared: bool) -> bytes:
+    """One code per cell of [base, base + size): the entry covering the cell's first granule
+    (``ipas``: the leaves' IPAs, sorted)."""
     out = bytearray()
-    sorted_ipas = sorted(leaves)
-    import bisect
-
     for addr in range(base, base + size, cell):
-        i = bisect.bisect_right(sorted_ipas, addr) - 1
-        code = IPA_KINDS.index("no RTT (unmapped)")
+        i = bisect_right(ipas, addr) - 1
+        code = UNMAPPED
         if i >= 0:
-            ipa = sorted_ipas[i]
+            ipa = ipas[i]
             span, state, ripas = leaves[ipa]
             if ipa <= addr < ipa + span:
-                code = IPA_KINDS.index(state if shared else f"{state} {ripas}")
+                code = IPA_CODES[state if shared else f"{state} {ripas}"]
         out.append(code)
     return bytes(out)
 
@@ -147,7 +148,7 @@ def _granules(granules: Any) -> dict[str, Any]:
     cells = -(-(high - low) // (GRANULE * per_cell))
     votes: list[Counter[int]] = [Counter() for _ in range(cells)]
     for pa, st in granules.items():
-        votes[(pa - low) // GRANULE // per_cell][GRANULE_KINDS.index(st.value)] += 1
+        votes[(pa - low) // GRANULE // per_cell][GRANULE_CODES[st.value]] += 1
     codes = bytearray()
     for c in votes:
         delegated = sum(c.values())
