@@ -84,6 +84,7 @@ class RealmVmm:
         self.result = RunResult()
         self._uart_line = ""
         self._console_buffer: int | None = None
+        self.shared_bit = 0
         self._handed = bytearray()
         self._stopping = False
         self._deadline: float | None = None
@@ -100,6 +101,7 @@ class RealmVmm:
             raise VmmError("the VMM takes one RAM range")
         base, size = launch.ram[0]
         ipa_bits = caps.ipa_bits or layout.kvmtool_ipa_bits(size)
+        self.shared_bit = 1 << (ipa_bits - 1)  # the top IPA bit selects the shared alias
         with _ioctl(f"KVM_CREATE_VM ({ipa_bits}-bit IPA space)"):
             vm_type = uapi.KVM_VM_TYPE_ARM_REALM | uapi.KVM_VM_TYPE_ARM_IPA_SIZE(ipa_bits)
             vm = self.vm = kvm.create_vm(vm_type)
@@ -291,22 +293,26 @@ class RealmVmm:
         if self.echo:
             self.echo(line)
 
-    def _guest_read(self, gpa: int, size: int) -> bytes:
-        assert self.ram is not None
+    def _ram_offset(self, gpa: int, size: int) -> int | None:
+        """Where ``size`` bytes at ``gpa`` (either alias) are in the VMM's RAM mapping, or
+        None if they are not all guest RAM."""
         base, ram_size = self.launch.ram[0]
-        gpa &= ~self.vm.shared_bit if self.vm else ~0
-        if not base <= gpa <= base + ram_size - size:
-            return b""
-        return self.ram.read(gpa - base, size)
+        gpa &= ~self.shared_bit
+        return gpa - base if base <= gpa <= base + ram_size - size else None
+
+    def _guest_read(self, gpa: int, size: int) -> bytes:
+        """Read shared guest memory; nothing outside RAM."""
+        assert self.ram is not None
+        offset = self._ram_offset(gpa, size)
+        return b"" if offset is None else self.ram.read(offset, size)
 
     def _guest_write(self, gpa: int, data: bytes) -> bool:
-        """Write shared guest memory (the VMM's RAM mapping); False outside RAM."""
+        """Write shared guest memory; False outside RAM."""
         assert self.ram is not None
-        base, ram_size = self.launch.ram[0]
-        gpa &= ~self.vm.shared_bit if self.vm else ~0
-        if not base <= gpa <= base + ram_size - len(data):
+        offset = self._ram_offset(gpa, len(data))
+        if offset is None:
             return False
-        self.ram.write(gpa - base, data)
+        self.ram.write(offset, data)
         return True
 
     def _hypercall(self, vcpu: Vcpu, call: uapi.KvmHypercallExit) -> None:
