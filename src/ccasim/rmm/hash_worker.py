@@ -111,7 +111,6 @@ class HashWorker:
                 os.close(req_r)
                 os.close(resp_w)
         self.submitted = 0  # items whose header and page are in the ring
-        self.sent = 0  # items covered by a PROCESS request
         self.processed = 0  # items the child is known to have processed
         self._replies_due = 0
         self._inbox = b""
@@ -136,40 +135,34 @@ class HashWorker:
 
     def submit(self, key: int, items: list[int | bytes | None]) -> None:
         """Measured DATA granules of the realm ``key``, flat: IPA, flags, contents if
-        measured (else None), for each."""
-        for i in range(0, len(items), 3 * BATCH):
-            self._write(key, items[i : i + 3 * BATCH])
+        measured (else None), for each. Written in batches that never wrap the ring."""
+        done = 0
+        while done < len(items) // 3:
+            room = SLOTS - self.submitted % SLOTS
+            count = min(BATCH, room, len(items) // 3 - done)
+            self._write(key, items[3 * done : 3 * (done + count)])
+            done += count
 
     def _write(self, key: int, items: list) -> None:
-        """Put ``items`` (at most BATCH, flat) in the ring; ask the child to process them."""
+        """Put ``items`` (flat, in consecutive slots) in the ring; ask the child to process
+        them."""
         count = len(items) // 3
         self._receive()
         if self.submitted + count - self.processed > SLOTS:
             self._wait(lambda: self.submitted + count - self.processed <= SLOTS)
-        first = self.submitted
         headers = array("Q", [0]) * (3 * count)
         headers[0::3] = array("Q", [key]) * count
         headers[1::3] = array("Q", items[0::3])
         headers[2::3] = array("Q", items[1::3])
-        pages = items[2::3]
-        view = self._view
-        slot = first % SLOTS
-        if slot + count <= SLOTS:
-            start = slot * HEADER_WORDS * 8
-            view[start : start + count * HEADER_WORDS * 8] = headers.tobytes()
-            offset = HEADERS_SIZE + slot * PAGE
-            for page in pages:
-                if page is not None:
-                    view[offset : offset + PAGE] = page
-                offset += PAGE
-        else:  # the items wrap around the ring: one at a time
-            for i, page in enumerate(pages):
-                s = (first + i) % SLOTS
-                start = s * HEADER_WORDS * 8
-                view[start : start + 24] = headers[3 * i : 3 * i + 3].tobytes()
-                if page is not None:
-                    view[HEADERS_SIZE + s * PAGE : HEADERS_SIZE + (s + 1) * PAGE] = page
-        self.submitted = self.sent = first + count
+        view, slot = self._view, self.submitted % SLOTS
+        start = slot * HEADER_WORDS * 8
+        view[start : start + count * HEADER_WORDS * 8] = headers.tobytes()
+        offset = HEADERS_SIZE + slot * PAGE
+        for page in items[2::3]:
+            if page is not None:
+                view[offset : offset + PAGE] = page
+            offset += PAGE
+        self.submitted += count
         self._request(PROCESS, self.submitted)
         self._replies_due += 1
 
