@@ -20,7 +20,7 @@ class MemorySystem:
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
         self.memory = PhysicalMemory()
-        self.gpt = GranuleProtectionTable(platform.boot_pas, platform.boot_region)
+        self.gpt = GranuleProtectionTable(platform.boot_region)
 
     def check(self, pa: int, size: int, pas: Pas) -> None:
         """Raise unless every granule in ``[pa, pa + size)`` is populated and permits ``pas``."""

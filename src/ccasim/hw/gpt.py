@@ -62,36 +62,33 @@ _MOVERS: dict[tuple[Pas, Pas], Callable[[GranuleProtectionTable, int], bool]] = 
 class GranuleProtectionTable:
     """A sparse GPT: each granule's PAS is its region's default unless changed by EL3.
 
-    ``default_pas`` gives the PAS a granule has at boot (from the platform memory map); only
-    granules whose PAS has been changed (delegated to the Realm world) cost memory here.
-    ``boot_region``, if given, returns ``(base, top, pas)``: a range around an address whose
-    granules all boot in ``pas``, which lets transitions skip most default lookups.
+    ``boot_region(pa)`` gives ``(base, top, pas)`` from the platform memory map: a range
+    around ``pa`` whose granules all boot in ``pas``. Only granules whose PAS has been changed
+    (delegated to the Realm world) cost memory here; the boot region of the last lookup is
+    kept, since most lookups fall in the same one.
     """
 
-    def __init__(
-        self,
-        default_pas: Callable[[int], Pas],
-        boot_region: Callable[[int], tuple[int, int, Pas]] | None = None,
-    ) -> None:
-        self._default_pas = default_pas
-        self._boot_region = boot_region or (lambda pa: (pa, pa + 1, default_pas(pa)))
-        self._last = (0, 0, Pas.NS)  # the boot region of the last transition
+    def __init__(self, boot_region: Callable[[int], tuple[int, int, Pas]]) -> None:
+        self._boot_region = boot_region
+        self._last = (0, 0, Pas.NS)  # the boot region of the last lookup
         self._changed: dict[int, Pas] = {}
 
-    def pas(self, pa: int) -> Pas:
-        """The PAS of the granule holding ``pa``."""
-        pas = self._changed.get(pa >> GRANULE_SHIFT)
-        if pas is not None:
-            return pas
+    def boot_pas(self, pa: int) -> Pas:
+        """The PAS the granule holding ``pa`` has at boot."""
         base, top, default = self._last
         if not base <= pa < top:
             base, top, default = self._last = self._boot_region(pa)
         return default
 
+    def pas(self, pa: int) -> Pas:
+        """The PAS of the granule holding ``pa``."""
+        pas = self._changed.get(pa >> GRANULE_SHIFT)
+        return pas if pas is not None else self.boot_pas(pa)
+
     def set_pas(self, pa: int, pas: Pas) -> None:
         """Change the GPT entry of the granule holding ``pa`` (only EL3 does this)."""
         gidx = pa >> GRANULE_SHIFT
-        if pas is self._default_pas(pa):
+        if pas is self.boot_pas(pa):
             self._changed.pop(gidx, None)
         else:
             self._changed[gidx] = pas

@@ -75,11 +75,11 @@ class Platform:
             if r.top > 1 << pa_bits:
                 raise ValueError(f"region {r.name!r} ends above the {pa_bits}-bit PA space")
         self._bases = [r.base for r in self.regions]
-        self._last: tuple[int, int, Pas] = (0, 0, Pas.NS)
         self._tops = [r.top for r in self.regions]
         delegable = [r for r in self.regions if r.delegable]
-        self._delegable_bases = [r.base for r in delegable]
-        self._delegable_tops = [r.top for r in delegable]
+        #: Bases and tops of the delegable regions, in order (for PaIsDelegable).
+        self.delegable_bases = [r.base for r in delegable]
+        self.delegable_tops = [r.top for r in delegable]
 
     def region_at(self, pa: int) -> MemoryRegion | None:
         """The region containing ``pa``, or None where nothing is populated."""
@@ -90,20 +90,12 @@ class Platform:
 
     def is_delegable(self, pa: int) -> bool:
         """PaIsDelegable (B3.25): firmware lets the granule at ``pa`` move to the Realm PAS."""
-        i = bisect.bisect_right(self._delegable_bases, pa) - 1
-        return i >= 0 and pa < self._delegable_tops[i]
+        i = bisect.bisect_right(self.delegable_bases, pa) - 1
+        return i >= 0 and pa < self.delegable_tops[i]
 
     def boot_pas(self, pa: int) -> Pas:
         """The PAS the GPT gives ``pa`` at boot (unpopulated addresses are Non-secure)."""
-        base, top, pas = self._last
-        if base <= pa < top:  # most lookups fall in the region of the one before
-            return pas
-        i = bisect.bisect_right(self._bases, pa) - 1
-        if i >= 0 and pa < self._tops[i]:
-            region = self.regions[i]
-            self._last = (region.base, region.top, region.pas)
-            return region.pas
-        return Pas.NS
+        return self.boot_region(pa)[2]
 
     def boot_region(self, pa: int) -> tuple[int, int, Pas]:
         """``(base, top, pas)``: the populated region holding ``pa`` and its boot PAS, or the

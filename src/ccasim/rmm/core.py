@@ -64,9 +64,8 @@ class Rmm:
         self.log: Callable[[LogRecord], None] | None = None
         self.note: str | None = None  # what the running command adds to its log record
         self._delegable = memory.platform.is_delegable
-        delegable = [r for r in memory.platform.regions if r.delegable]
-        self._delegable_bases = [r.base for r in delegable]
-        self._delegable_tops = [r.top for r in delegable]
+        self._delegable_bases = memory.platform.delegable_bases
+        self._delegable_tops = memory.platform.delegable_tops
         self._pa_limit = 1 << memory.platform.pa_bits
         #: The memory contents and the GPT, for the commands' direct use.
         self.memory = memory.memory
@@ -136,8 +135,7 @@ class Rmm:
         """The checks on an NS buffer argument: ``{name}_align``, ``_bound``, ``_pas`` (B3.20)."""
         if addr & GRANULE_MASK:
             raise CommandFailure(f"{name}_align")
-        i = _bisect_right(self._delegable_bases, addr) - 1
-        if i < 0 or addr >= self._delegable_tops[i] or addr >= self._pa_limit:
+        if addr >= self._pa_limit or not self._delegable(addr):
             raise CommandFailure(f"{name}_bound")
         if self.gpt.pas(addr) is not _NS:
             raise CommandFailure(f"{name}_pas")
