@@ -15,11 +15,17 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import sys
 import time
+from pathlib import Path
 
 import ccasim
 from ccasim import guest
 from ccasim.kvm import Kvm, uapi
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from kvm_host import realm_vm  # the tests' way of building a realm VM
 
 RAM = 0x8000_0000
 MiB = 1 << 20
@@ -33,22 +39,11 @@ def touch(cpu, base, pages):
     yield guest.Smc(0x8400_0008)  # PSCI_SYSTEM_OFF
 
 
-def realm(kvm: Kvm, size: int, vcpus: int = 1):
-    vm = kvm.create_vm(uapi.KVM_VM_TYPE_ARM_REALM | uapi.KVM_VM_TYPE_ARM_IPA_SIZE(40))
-    mem = kvm.mmap(size)
-    gmem = vm.create_guest_memfd(size)
-    vm.set_user_memory_region(
-        uapi.KvmUserspaceMemoryRegion2(0, uapi.KVM_MEM_GUEST_MEMFD, RAM, size, mem.addr, gmem)
-    )
-    vm.set_memory_attributes(RAM, size, uapi.KVM_MEMORY_ATTRIBUTE_PRIVATE)
-    vm.create_vgic()
-    cpus = []
-    for i in range(vcpus):
-        vcpu = vm.create_vcpu(i)
-        vcpu.init([uapi.KVM_ARM_VCPU_PSCI_0_2, uapi.KVM_ARM_VCPU_REC])
-        cpus.append(vcpu)
-    vm.enable_cap(uapi.KVM_CAP_ARM_RME, uapi.KVM_CAP_ARM_RME_CREATE_REALM)
-    return vm, mem, cpus
+def realm(kvm: Kvm, size: int):
+    """A realm VM created (RD and PGD delegated) with RAM at RAM, as the tests build one."""
+    built = realm_vm(kvm, ipa_bits=40, base=RAM, size=size)
+    built.cap(uapi.KVM_CAP_ARM_RME_CREATE_REALM)
+    return built.vm, built.mem, built.vcpus
 
 
 def faults_per_second(pages: int) -> float:

@@ -9,9 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ccasim.measure import Blob, Capabilities, Launch, Region
+from ccasim.measure import Blob, Launch, Region
 from ccasim.vmm import kvmtool, qemu
 from kvm_host import balanced, realm_from_launch
+from strategies import host_capabilities
 from test_measure import HOST, arm64_image, predicted
 
 MiB = 1 << 20
@@ -71,15 +72,7 @@ def layouts(draw):
     unmeasured = []
     if draw(st.booleans()) and cursor + 4096 <= base + size:
         unmeasured.append(Region("log", cursor, 4096))
-    caps = Capabilities(
-        ipa_bits=ipa_bits,
-        num_bps=draw(st.integers(2, 16)),
-        num_wps=draw(st.integers(2, 16)),
-        sve_vl=draw(st.sampled_from([0, 128, 512, 2048])),
-        pmu=draw(st.booleans()),
-        pmu_num_ctrs=draw(st.integers(0, 31)),
-        hash_algo=draw(st.sampled_from(["sha256", "sha512"])),
-    )
+    caps = draw(host_capabilities(ipa_bits))
     registers = st.integers(0, (1 << 64) - 1)
     return Launch(caps, [(base, size)], blobs, draw(registers), draw(registers),
                   draw(st.binary(min_size=64, max_size=64)), unmeasured,

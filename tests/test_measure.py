@@ -38,6 +38,7 @@ from ccasim.rmm.features import RmmFeatures
 from ccasim.vmm import fdt, kvmtool, qemu
 from ccasim.vmm.capabilities import load_toml
 from kvm_build import KvmRealm
+from strategies import host_capabilities
 from support import Host
 from test_measurement import KAT_DATA, KAT_REALM_SHA256, KAT_REALM_SHA512, KAT_REC, KAT_RIPAS
 from test_realm_exec import SEEN
@@ -277,15 +278,7 @@ def realm_images(draw):
     ranges = sorted((b.first_granule, b.end) for b in blobs + unmeasured)
     assume(all(a[1] <= b[0] for a, b in itertools.pairwise(ranges)))
     assume(all(end <= limit for _, end in ranges))
-    caps = Capabilities(
-        ipa_bits=ipa_bits,
-        num_bps=draw(st.integers(2, 16)),
-        num_wps=draw(st.integers(2, 16)),
-        sve_vl=draw(st.sampled_from([0, 128, 512, 2048])),
-        pmu=draw(st.booleans()),
-        pmu_num_ctrs=draw(st.integers(0, 31)),
-        hash_algo=draw(st.sampled_from(["sha256", "sha512"])),
-    )
+    caps = draw(host_capabilities(ipa_bits))
     registers = st.integers(0, (1 << 64) - 1)
     return Launch(caps, [(base, size)], blobs, draw(registers), draw(registers), bytes(64),
                       unmeasured)  # fmt: skip

@@ -104,7 +104,6 @@ def test_the_default_realm_as_a_user_runs_it(tmp_path):
     assert proc.returncode == 0 and proc.stderr == ""
     out = proc.stdout
     assert out.index("ccasim realm kernel: 2 CPU(s)") < out.index("== realm: 256 MiB")
-    assert "== attestation token: 1575 bytes, verified" not in out or "verified" in out
     assert re.search(r"== attestation token: \d+ bytes, verified", out)
     assert "RIM = ccasim measure's prediction" in out
     assert re.search(r"== host pages: delegated (\d+), mapped \d+, returned \1, leaked 0", out)
