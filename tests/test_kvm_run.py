@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 
 from ccasim.kvm import WouldBlockForever, uapi
+from ccasim.kvm.exits import exit_name
 from ccasim.kvm.hypercalls import SMCCC_VERSION, smccc_call
 from ccasim.psci import PsciFid
+from ccasim.rmi import RecExitReason
 from ccasim.smccc import NOT_SUPPORTED
 from kvm_host import RAM, errno_of, program_realm, realm_vm, serve
 from kvm_programs import SEEN
@@ -192,3 +194,20 @@ def test_an_instruction_abort_is_enxio():
     realm.cap(uapi.KVM_CAP_ARM_RME_ACTIVATE_REALM)
     assert errno_of(realm.vcpus[0].run) == "ENXIO"
     assert any("instruction abort" in line for line in realm.kvm.dmesg)
+
+
+@pytest.mark.parametrize(
+    "reason, esr, name",
+    [
+        (RecExitReason.SYNC, 0x24 << 26 | 0x47, "SYNC (data abort)"),
+        (RecExitReason.SYNC, 0x20 << 26, "SYNC (instruction abort)"),
+        (RecExitReason.SYNC, 0x01 << 26, "SYNC (WFI)"),
+        (RecExitReason.SYNC, 0x01 << 26 | 1, "SYNC (WFE)"),
+        (RecExitReason.SYNC, 0x3F << 26, "SYNC (EC 0x3f)"),
+        (RecExitReason.RIPAS_CHANGE, 0x24 << 26, "RIPAS_CHANGE"),
+        (7, 0, "reason 7"),
+    ],
+)
+def test_rec_exits_are_counted_by_reason_and_a_sync_exit_by_its_class(reason, esr, name):
+    """The vCPU statistics' names (ESR_EL2.EC 0x24/0x20 aborts, 0x01 WFx with TI 1 = WFE)."""
+    assert exit_name(reason, esr) == name

@@ -47,7 +47,7 @@ def handle_rec_exit(vcpu: Vcpu, x0: int) -> int:
 
 
 #: How the vCPU statistics name a SYNC exit, by ESR_EL2.EC.
-SYNC_CLASSES = {EC_DABT_LOW: "data abort", EC_IABT_LOW: "instruction abort", EC_WFX: "WFx"}
+SYNC_CLASSES = {EC_DABT_LOW: "data abort", EC_IABT_LOW: "instruction abort"}
 
 
 def exit_name(reason: int, esr: int) -> str:
@@ -60,10 +60,9 @@ def exit_name(reason: int, esr: int) -> str:
     if reason != RecExitReason.SYNC:
         return name
     ec = esr >> ESR_EC_SHIFT
-    kind = SYNC_CLASSES.get(ec, f"EC {ec:#x}")
     if ec == EC_WFX:
-        kind = "WFE" if esr & WFX_TI_WFE else "WFI"
-    return f"SYNC ({kind})"
+        return f"SYNC ({'WFE' if esr & WFX_TI_WFE else 'WFI'})"
+    return f"SYNC ({SYNC_CLASSES.get(ec, f'EC {ec:#x}')})"
 
 
 def count_exit(vcpu: Vcpu, reason: int, esr: int) -> None:
