@@ -111,7 +111,6 @@ def cpu_on(source: Vcpu) -> PsciReturn:
         ret = PsciReturn.ALREADY_ON
         source.realm_psci_complete(target, PsciReturn.SUCCESS)
         return ret
-    target.reset_state = (source.regs[2], source.regs[3])
     source.realm_psci_complete(target, PsciReturn.SUCCESS)
     target.power_on()
     return PsciReturn.SUCCESS

@@ -26,10 +26,6 @@ if TYPE_CHECKING:
 
 #: The RMI version the series speaks (RMI_ABI_MAJOR_VERSION.MINOR).
 RMI_ABI_VERSION = InterfaceVersion(major=1, minor=0)
-#: KVM_PHYS_SHIFT: the IPA size of a VM created with 0 in the type's IPA bits.
-KVM_PHYS_SHIFT = 40
-#: ARM64_MIN_PARANGE_BITS.
-MIN_IPA_BITS = 32
 #: Where the VMM's anonymous mappings start in its address space.
 USER_BASE = 0x7F00_0000_0000
 

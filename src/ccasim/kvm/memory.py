@@ -238,9 +238,6 @@ class GuestMemfd:
         """Remove the page at ``offset`` from the file (the caller frees or leaks it)."""
         return self._pages.pop(offset, None)
 
-    def populated(self) -> int:
-        return len(self._pages)
-
     def offsets(self) -> list[int]:
         """The offsets that have a page, in order."""
         return sorted(self._pages)

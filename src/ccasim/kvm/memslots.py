@@ -8,7 +8,6 @@ import bisect
 from dataclasses import dataclass
 
 from ccasim.arch.vmsa import GRANULE_SIZE
-from ccasim.kvm import uapi
 from ccasim.kvm.memory import GuestMemfd, UserMemory
 
 
@@ -35,10 +34,6 @@ class Memslot:
     def can_be_private(self) -> bool:
         """kvm_slot_can_be_private: the slot has a guest_memfd."""
         return self.gmem is not None
-
-    @property
-    def readonly(self) -> bool:
-        return bool(self.flags & uapi.KVM_MEM_READONLY)
 
     def user_page(self, gpa: int) -> int:
         """The host page behind ``gpa`` in the VMM's mapping (gfn_to_pfn_memslot)."""

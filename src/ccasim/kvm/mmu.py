@@ -15,7 +15,6 @@ import errno
 from typing import TYPE_CHECKING
 
 from ccasim.arch.vmsa import DESC_NORMAL_RW, GRANULE_MASK, GRANULE_SIZE
-from ccasim.kvm import uapi
 from ccasim.kvm.errors import KvmError
 from ccasim.kvm.memory import Owner
 from ccasim.kvm.rtt import (
@@ -39,7 +38,6 @@ if TYPE_CHECKING:
 ESR_EC_SHIFT = 26
 ESR_ISV = 1 << 24
 ESR_SAS_SHIFT = 22
-ESR_SRT_SHIFT = 16
 ESR_WNR = 1 << 6
 EC_DABT_LOW = 0x24
 EC_IABT_LOW = 0x20
@@ -279,7 +277,3 @@ def destroy_private_granule(vm: Vm, ipa: int) -> tuple[int, int]:
         return -errno.ENXIO, ipa
     pages.give(pa, owner)
     return 0, result.top
-
-
-def kvm_memory_fault_flags(private: bool) -> int:
-    return uapi.KVM_MEMORY_EXIT_FLAG_PRIVATE if private else 0

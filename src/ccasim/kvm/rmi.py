@@ -112,9 +112,6 @@ class KernelRmi(Rmi):
         self.injections.append(injection)
         return injection
 
-    def clear_injections(self) -> None:
-        self.injections.clear()
-
 
 def _name(fid: int) -> str:
     function = RMI_COMMANDS.get(fid)

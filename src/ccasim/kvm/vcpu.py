@@ -72,7 +72,6 @@ class Vcpu:
         self.vgic: VgicCpu | None = None
         self.timer = VcpuTimer()
         self.signal_pending = False
-        self.reset_state: tuple[int, int] | None = None
         self.ran = False
         self.in_run = False
         #: REC exits by reason (:func:`ccasim.kvm.exits.exit_name`), as kvm_vcpu_stat counts.

@@ -32,6 +32,12 @@ KVM_MEM_SLOTS_NUM = 32767
 VALID_MEMSLOT_FLAGS = uapi.KVM_MEM_READONLY | uapi.KVM_MEM_GUEST_MEMFD
 
 
+#: KVM_PHYS_SHIFT: the IPA size of a VM created with 0 in the type's IPA bits.
+KVM_PHYS_SHIFT = 40
+#: ARM64_MIN_PARANGE_BITS.
+MIN_IPA_BITS = 32
+
+
 class Vm:
     """A VM of :class:`~ccasim.kvm.Kvm`; a realm VM when created with KVM_VM_TYPE_ARM_REALM.
 
@@ -54,10 +60,10 @@ class Vm:
         limit = kvm.feat_reg0.s2sz if self.is_realm else kvm.ipa_limit
         ia_bits = uapi.KVM_VM_TYPE_ARM_IPA_SIZE(vm_type)
         if ia_bits == 0:
-            ia_bits = 40
+            ia_bits = KVM_PHYS_SHIFT
             if ia_bits > limit:
                 raise fail(errno.EINVAL, f"the default IPA size (40 bits) is above {limit}")
-        elif not 32 <= ia_bits <= limit:
+        elif not MIN_IPA_BITS <= ia_bits <= limit:
             raise fail(errno.EINVAL, f"IPA size {ia_bits} is outside 32..{limit} bits")
         self.ia_bits = ia_bits
         self.start_level = start_level(ia_bits)
