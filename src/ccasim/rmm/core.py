@@ -67,6 +67,10 @@ class Rmm:
         self._delegable_bases = memory.platform.delegable_bases
         self._delegable_tops = memory.platform.delegable_tops
         self._pa_limit = 1 << memory.platform.pa_bits
+        #: [base, top) of the delegable regions the last bound checks of a granule and of an
+        #: NS buffer found (none yet): most arguments fall in the region of the one before
+        self._last_delegable = (0, 0)
+        self._last_ns_delegable = (0, 0)
         #: The memory contents and the GPT, for the commands' direct use.
         self.memory = memory.memory
         self.gpt = memory.gpt
@@ -112,22 +116,32 @@ class Rmm:
             return UNDELEGATED
         return self.granules.get(pa >> GRANULE_SHIFT, UNDELEGATED)
 
+    def _delegable_region(self, addr: int) -> tuple[int, int] | None:
+        """PaIsDelegable (B3.25) within the PA space: ``[base, top)`` of the delegable region
+        holding ``addr``, or None."""
+        i = _bisect_right(self._delegable_bases, addr) - 1
+        if i < 0 or addr >= self._delegable_tops[i] or addr >= self._pa_limit:
+            return None
+        return self._delegable_bases[i], min(self._delegable_tops[i], self._pa_limit)
+
     def expect_granule(
         self, addr: int, state: GranuleState, name: str, state_id: str = "state"
     ) -> None:
         """The shared checks on a granule argument: ``{name}_align``, ``_bound``, ``_state``."""
-        if (
-            not addr & GRANULE_MASK
-            and state is not UNDELEGATED
-            and self.granules.get(addr >> GRANULE_SHIFT) is state
-        ):
-            return  # only delegable granules are ever in a state but UNDELEGATED
+        if not addr & GRANULE_MASK:
+            if state is not UNDELEGATED:
+                if self.granules.get(addr >> GRANULE_SHIFT) is state:
+                    return  # only delegable granules are ever in a state but UNDELEGATED
+            else:
+                base, top = self._last_delegable
+                if base <= addr < top and addr >> GRANULE_SHIFT not in self.granules:
+                    return  # in the delegable region the last bound check found
         if addr & GRANULE_MASK:
             raise CommandFailure(f"{name}_align")
-        # PaIsDelegable, inline: the delegable region at or below addr must contain it
-        i = _bisect_right(self._delegable_bases, addr) - 1
-        if i < 0 or addr >= self._delegable_tops[i] or addr >= self._pa_limit:
+        region = self._delegable_region(addr)
+        if region is None:
             raise CommandFailure(f"{name}_bound")
+        self._last_delegable = region
         if self.granules.get(addr >> GRANULE_SHIFT, UNDELEGATED) is not state:
             raise CommandFailure(f"{name}_{state_id}")
 
@@ -135,8 +149,12 @@ class Rmm:
         """The checks on an NS buffer argument: ``{name}_align``, ``_bound``, ``_pas`` (B3.20)."""
         if addr & GRANULE_MASK:
             raise CommandFailure(f"{name}_align")
-        if addr >= self._pa_limit or not self._delegable(addr):
-            raise CommandFailure(f"{name}_bound")
+        base, top = self._last_ns_delegable
+        if not base <= addr < top:
+            region = self._delegable_region(addr)
+            if region is None:
+                raise CommandFailure(f"{name}_bound")
+            self._last_ns_delegable = region
         if self.gpt.pas(addr) is not _NS:
             raise CommandFailure(f"{name}_pas")
 
