@@ -16,6 +16,7 @@ from ccasim.cli.guest import guest
 from ccasim.cli.measure import measure
 from ccasim.cli.run import run
 from ccasim.cli.token import token
+from ccasim.cli.trace import trace
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,6 +29,7 @@ cli.add_command(measure)
 cli.add_command(token)
 cli.add_command(run)
 cli.add_command(guest)
+cli.add_command(trace)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,12 +28,14 @@ from ccasim.cli.launchfile import CAPS_KEYS, load_launch
 from ccasim.cli.measure import Bool
 from ccasim.cli.numbers import COUNT, parse_hex_bytes, parse_number
 from ccasim.cli.platform import DEFAULT_HOST_RAM, full_caps, make_machine
+from ccasim.cli.trace import FORMATS, LEVELS, trace_level
 from ccasim.guest.image import kernel_image
 from ccasim.guest.registry import lookup, programs
 from ccasim.guest.runtime import find_image
 from ccasim.isa import LoadError, StopReason
 from ccasim.kvm import Kvm
 from ccasim.measure import RimCalculator
+from ccasim.trace import TraceWriter
 from ccasim.vmm import kvmtool
 from ccasim.vmm.capabilities import HASH_ALGOS, Capabilities
 from ccasim.vmm.errors import LaunchError
@@ -98,7 +100,27 @@ RUN_SETTINGS = {"ignore_unknown_options": True, "allow_extra_args": True}
 @click.option("--timeout", type=COUNT, help="Stop the realm after this many seconds.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not echo the guest console.")
-@click.option("--trace", "trace_file", metavar="FILE", help="Write the RMM's log of every call.")
+@click.option(
+    "--trace",
+    "trace_file",
+    metavar="FILE",
+    help="Write the RMM's log as TF-RMM prints it, with ccasim's notes on lines of their own.",
+)
+@click.option(
+    "--trace-format",
+    type=click.Choice(FORMATS),
+    default=FORMATS[0],
+    show_default=True,
+    help="TF-RMM release whose lines the trace holds (column 30 for 1.0, 34 for 0.8 on).",
+)
+@click.option(
+    "--trace-level",
+    type=click.Choice(LEVELS),
+    default="40",
+    show_default=True,
+    help="TF-RMM's LOG_LEVEL (its calls at 40 and up), or 'all' for every call.",
+)
+@click.option("--trace-notes/--no-trace-notes", default=True, help="ccasim's lines in the trace.")
 @click.option("--report", "report_file", metavar="FILE", help="Write an HTML report.")
 @click.pass_context
 def run(ctx: click.Context, **opts: Any) -> int:
@@ -138,7 +160,14 @@ def run(ctx: click.Context, **opts: Any) -> int:
         raise click.ClickException(f"--host-ram: {e}") from None
     trace = _open_trace(opts["trace_file"])
     if trace is not None:
-        machine.on_rmm_log(lambda record: print(record, file=trace))
+        machine.on_rmm_log(
+            TraceWriter(
+                trace.write,
+                opts["trace_format"],
+                trace_level(opts["trace_level"]),
+                notes=opts["trace_notes"],
+            )
+        )
     kvm = Kvm(machine)
     if not kvm.rme_available:
         raise click.ClickException("the host has no usable RMM: " + "; ".join(kvm.dmesg))

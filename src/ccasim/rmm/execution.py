@@ -181,6 +181,7 @@ def handle_trap(call: RealmCall, trap: Trap) -> RecExitInfo | None:
 def handle_smc(call: RealmCall) -> RecExitInfo | None:
     """An SMC from the realm: RSI, PSCI, or SMCCC_NOT_SUPPORTED for anything else (A4.3.4)."""
     fid = smccc.function_id(call.rec.gprs[0])
+    call.registers = tuple(call.rec.gprs[1:8])
     if RSI_FID_FIRST <= fid <= RSI_FID_LAST:
         return handle_rsi(call, fid)
     if any(first <= fid <= last for first, last in PSCI_FID_RANGES):

@@ -42,6 +42,9 @@ class SmcCall:
     result: tuple[int, ...]
     condition: str | None = None
     note: str | None = None
+    #: X1..X7 as a realm passed them (realm calls only; what the reference RMM prints for a
+    #: PSCI call or an SMC it does not implement)
+    registers: tuple[int, ...] = ()
 
     @property
     def interface(self) -> str:

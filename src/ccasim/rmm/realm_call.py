@@ -25,6 +25,8 @@ class RealmCall:
     rmm: Rmm
     realm: Realm
     rec: Rec
+    #: X1..X7 of the SMC being handled, as the realm passed them
+    registers: tuple[int, ...] = ()
 
     @property
     def args(self) -> list[int]:
@@ -41,7 +43,7 @@ class RealmCall:
     ) -> None:
         """Record the realm's SMC in the RMM's log."""
         if self.rmm.log is not None:
-            self.rmm.log(SmcCall(fid, args, result, condition, note))
+            self.rmm.log(SmcCall(fid, args, result, condition, note, self.registers))
 
     def log_stop(self) -> None:
         """Record in the log why the REC's program stopped, once per stop."""

@@ -1,0 +1,108 @@
+"""Writing the RMM's log as the reference RMM prints it, with ccasim's additions set apart.
+
+A :class:`TraceWriter` is a callback for :meth:`ccasim.Machine.on_rmm_log`. For each record it
+writes TF-RMM's line for the chosen release and log level (:mod:`ccasim.trace.tfrmm`), or
+nothing where TF-RMM prints nothing, so that a ccasim trace and a log from an FVP or a board
+line up. What ccasim knows beyond TF-RMM's line (the failure condition that failed a command,
+why a REC exited, why a guest program stopped) follows on lines of its own starting with
+``ccasim:``, which TF-RMM never prints and :func:`ccasim.trace.parse_log` skips::
+
+    SMC_RMI_DATA_DESTROY          88000000 1000 > RMI_ERROR_RTT 3 0 200000
+    ccasim: failure condition rtte_state
+
+``level=None`` writes every call (ccasim's own level, beyond TF-RMM's): successful
+DELEGATEs, DATA_CREATEs and REC_ENTERs too, in the same format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from ccasim.trace.tfrmm import LOG_LEVEL_INFO, RELEASES, Release, format_call
+
+__all__ = ["ANNOTATION", "TraceWriter", "record_lines"]
+
+#: The start of a line ccasim adds to TF-RMM's (TF-RMM prints no line starting so).
+ANNOTATION = "ccasim: "
+
+
+class SmcRecord(Protocol):
+    """What the RMM's log record of an SMC carries (:class:`ccasim.rmm.log.SmcCall`)."""
+
+    @property
+    def fid(self) -> int: ...
+    @property
+    def args(self) -> tuple[int, ...]: ...
+    @property
+    def result(self) -> tuple[int, ...]: ...
+    @property
+    def condition(self) -> str | None: ...
+    @property
+    def note(self) -> str | None: ...
+    @property
+    def registers(self) -> tuple[int, ...]: ...
+
+
+class EventRecord(Protocol):
+    """A guest program's stop (:class:`ccasim.rmm.log.VcpuEvent`)."""
+
+    @property
+    def rec(self) -> int: ...
+    @property
+    def text(self) -> str: ...
+
+
+def record_lines(
+    record: SmcRecord | EventRecord,
+    release: Release,
+    level: int | None = LOG_LEVEL_INFO,
+    notes: bool = True,
+) -> list[str]:
+    """The lines a trace holds for ``record``: TF-RMM's (if it prints one at ``level``;
+    every call when ``level`` is None) and, with ``notes``, ccasim's annotations."""
+    if not hasattr(record, "fid"):  # a guest program that stopped: ccasim's alone
+        return [f"{ANNOTATION}REC {record.rec:x}: {record.text}"] if notes else []  # type: ignore[union-attr]
+    call: SmcRecord = record  # type: ignore[assignment]
+    line = format_call(
+        release,
+        call.fid,
+        call.args,
+        call.result,
+        LOG_LEVEL_INFO if level is None else level,
+        every=level is None,
+        registers=call.registers,
+    )
+    if line is None:
+        return []
+    lines = [line]
+    if notes and call.condition:
+        lines.append(f"{ANNOTATION}failure condition {call.condition}")
+    if notes and call.note:
+        lines.append(f"{ANNOTATION}{call.note}")
+    return lines
+
+
+class TraceWriter:
+    """Write each log record of the RMM with ``write`` (one call per line, newline included):
+    ``release`` is a name in :data:`~ccasim.trace.tfrmm.RELEASES` (``tfrmm-1.0``,
+    ``tfrmm-0.8``), ``level`` TF-RMM's LOG_LEVEL (nothing below 40) or None for every call,
+    ``notes`` whether ccasim's annotation lines are written."""
+
+    def __init__(
+        self,
+        write: Callable[[str], object],
+        release: str = "tfrmm-1.0",
+        level: int | None = LOG_LEVEL_INFO,
+        notes: bool = True,
+    ) -> None:
+        if release not in RELEASES:
+            raise ValueError(f"unknown log format {release!r} (one of {', '.join(RELEASES)})")
+        self._write = write
+        self.release = RELEASES[release]
+        self.level = level
+        self.notes = notes
+
+    def __call__(self, record: SmcRecord | EventRecord) -> None:
+        for line in record_lines(record, self.release, self.level, self.notes):
+            self._write(line + "\n")
