@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
+from ccasim.cli.numbers import Number
 from ccasim.trace import RELEASES, Divergence, LogRecord, first_divergence, parse_log
+from ccasim.trace.diff import ignored
 from ccasim.trace.tfrmm import LOG_LEVEL_INFO
 
 #: What ``--trace-format`` and ``--trace-level`` accept (``ccasim run``).
@@ -41,10 +43,11 @@ divergence, 2 when a log cannot be read. ccasim writes TF-RMM's lines at level
 @click.argument("log_b", metavar="B")
 @click.option(
     "--ignore", metavar="COMMAND", multiple=True,
-    help="Leave a command out of both logs (e.g. RMI_REC_ENTER); repeatable.",
+    help="Leave a command (e.g. RMI_REC_ENTER) or an interface (PSCI, SMC) out of both logs;"
+    " repeatable.",
 )  # fmt: skip
 @click.option(
-    "-C", "--context", type=click.IntRange(0, 1000), default=3, show_default=True,
+    "-C", "--context", type=Number(high=1000, name="N"), default=3, show_default=True,
     help="Records shown before and after the divergence.",
 )  # fmt: skip
 def diff(log_a: str, log_b: str, ignore: tuple[str, ...], context: int) -> int:
@@ -58,7 +61,7 @@ def diff(log_a: str, log_b: str, ignore: tuple[str, ...], context: int) -> int:
     a, b = _read(log_a), _read(log_b)
     found = first_divergence(a, b, ignore)
     if found is None:
-        n = len([r for r in a if r.name not in ignore and r.command not in ignore])
+        n = len([r for r in a if not ignored(r, ignore)])
         click.echo(f"same: {n} SMC records compared")
         return 0
     click.echo(_describe(found, log_a, log_b, context))
@@ -87,6 +90,7 @@ def _describe(found: Divergence, name_a: str, name_b: str, context: int) -> str:
         "command": "the command differs",
         "arguments": "the arguments differ",
         "status": "the status differs",
+        "index": "the status's index differs",
         "outputs": "the outputs differ",
     }[found.what]
     lines = [f"first divergence at SMC record {i + 1}: {what}", f"  A {where_a}", f"  B {where_b}"]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ccasim.rmi.commands import RMI_COMMANDS
 from ccasim.trace.parse import LogRecord
 
-__all__ = ["Divergence", "Symbolized", "first_divergence", "symbolize"]
+__all__ = ["Divergence", "Symbolized", "first_divergence", "ignored", "symbolize"]
 
 #: Names of the RMM 1.0 registers that hold a physical address (B4.3.x.1 Interface).
 PA_NAMES = frozenset(
@@ -48,7 +48,8 @@ class Symbolized:
     values: tuple[str, ...]
 
     def __str__(self) -> str:
-        text = " ".join((self.name, *self.args))
+        name = self.name if self.record.interface in ("PSCI", "SMC") else f"SMC_{self.name}"
+        text = " ".join((name, *self.args))
         if self.record.has_result:
             text += " > " + " ".join(filter(None, (self.status, *self.values)))
         return text
@@ -102,8 +103,8 @@ def symbolize(records: Iterable[LogRecord]) -> list[Symbolized]:
 @dataclass(frozen=True)
 class Divergence:
     """Where two logs first differ: the position in each log's records, what differs
-    (``command``, ``arguments``, ``status``, ``outputs``, or ``missing`` when one log ends
-    first) and the symbolized records of both logs."""
+    (``command``, ``arguments``, ``status``, ``index`` (of an RMI_ERROR_RTT, say),
+    ``outputs``, or ``missing`` when one log ends first) and the symbolized records of both logs."""
 
     position: int
     what: str
@@ -128,9 +129,16 @@ def _difference(a: Symbolized, b: Symbolized) -> str | None:
         return None  # a log without the result: the call is all there is to compare
     if a.status != b.status:
         return "status"
+    if _index_values(a.record) and a.values[:1] != b.values[:1]:
+        return "index"
     if a.values != b.values:
         return "outputs"
     return None
+
+
+def ignored(record: LogRecord, ignore: Iterable[str]) -> bool:
+    """Whether ``record`` is one of the commands or interfaces ``ignore`` names."""
+    return any(name in (record.name, record.command, record.interface) for name in ignore)
 
 
 def first_divergence(
@@ -139,10 +147,10 @@ def first_divergence(
     """The first record at which the logs differ, or None if they hold the same records.
 
     ``ignore`` names commands (``RMI_REC_ENTER``, or without the interface, ``REC_ENTER``)
-    left out of both logs before comparing them."""
-    skip = set(ignore)
-    keep = [r for r in a if r.name not in skip and r.command not in skip]
-    keep_b = [r for r in b if r.name not in skip and r.command not in skip]
+    or whole interfaces (``PSCI``, ``SMC``: a realm's other SMCs) left out of both logs
+    before comparing them."""
+    keep = [r for r in a if not ignored(r, ignore)]
+    keep_b = [r for r in b if not ignored(r, ignore)]
     sa, sb = symbolize(keep), symbolize(keep_b)
     for i, (x, y) in enumerate(zip(sa, sb, strict=False)):
         what = _difference(x, y)

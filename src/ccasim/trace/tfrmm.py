@@ -31,7 +31,7 @@ from ccasim.rmi.fid import FID, RMI_FID_FIRST, RMI_FID_LAST
 from ccasim.rmi.status import Status
 from ccasim.rsi import RSI_FID_FIRST, RSI_FID_LAST, RsiFid, RsiStatus
 
-__all__ = ["LOG_LEVEL_INFO", "RELEASES", "Logged", "Release", "format_call"]
+__all__ = ["LOG_LEVEL_INFO", "RELEASES", "Logged", "Release", "fid_of", "format_call"]
 
 #: TF-RMM's LOG_LEVEL_INFO: SMC records are printed at this level and above.
 LOG_LEVEL_INFO = 40
@@ -192,3 +192,24 @@ def _rsi_line(release: Release, fid: int, args: tuple[int, ...], result: tuple[i
         result = (RsiStatus.SUCCESS, shown[1]) if fid == RsiFid.IPA_STATE_SET else (0,)
     outputs = (tuple(result[1:]) + (0,) * n_outputs)[:n_outputs]
     return _line(release, f"SMC_RSI_{name}", shown, _status_rsi(result[0]) + _hex(outputs))
+
+
+_BY_NAME: dict[str, int] = {
+    **{f"SMC_{command.name}": fid for fid, command in RMI_COMMANDS.items()},
+    **{f"SMC_RSI_{name}": fid for fid, (name, _, _) in _RSI.items()},
+}
+
+
+def fid_of(name: str) -> int | None:
+    """The FID of the call a record names as TF-RMM prints it (``SMC_RMI_DATA_DESTROY``,
+    ``SMC_RSI_ATTEST_TOKEN_INIT``, ``PSCI_8400000a``, ``SMC_80000000``), or None."""
+    fid = _BY_NAME.get(name)
+    if fid is not None:
+        return fid
+    prefix, _, digits = name.rpartition("_")
+    if prefix in ("PSCI", "SMC") and len(digits) == 8:
+        try:
+            return int(digits, 16)
+        except ValueError:
+            return None
+    return None
