@@ -6,12 +6,16 @@ Every step is an SMC with register values and NS memory, as KVM would issue it. 
 printed are the known answers the reference RMM (TF-RMM) gives for the same sequence.
 """
 
+import sys
+
 import ccasim
 from ccasim.rmi import RealmParams, RecParams, Rmi
 from ccasim.rmi.types import DATA_MEASURE_CONTENT, REC_RUNNABLE, RecMpidr
+from ccasim.trace import TraceWriter
 
 m = ccasim.Machine()
-m.on_rmm_log(print)  # the RMM's log, one line per SMC it handles
+# the RMM's log as TF-RMM prints it, every call (level None: successes TF-RMM leaves out too)
+m.on_rmm_log(TraceWriter(sys.stdout.write, level=None))
 rmi = Rmi(m)
 
 free = iter(range(0x8800_0000, 0x9000_0000, 0x1000))

@@ -1,7 +1,9 @@
 """The RMM's log: one record per SMC it handles (RMI from the host, RSI and PSCI from realms).
 
-Records print in the reference RMM's (TF-RMM) format, with the failure condition that caught a
-failing command and, for RMI_REC_ENTER, why the REC exited::
+A record prints as one line in ccasim's own view: the spec's command names, every call's
+outputs that are not zero, the failure condition that caught a failing command and, for
+RMI_REC_ENTER, why the REC exited (the reference RMM's exact lines, with these set apart,
+are :mod:`ccasim.trace`'s)::
 
     SMC_RMI_DATA_CREATE            88000000 88007000 1000 88006000 1 > RMI_SUCCESS
     SMC_RSI_IPA_STATE_SET          80000000 80001001 1 0 > RSI_ERROR_INPUT  (top_align)
