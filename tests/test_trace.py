@@ -280,8 +280,9 @@ def replay_realm_calls(puppet: Puppet, records: list[LogRecord], on_rmi) -> None
 
 
 @needs_logs
-def test_the_fake_host_run_of_rmm_spec_v1_0_rel0_replays_line_for_line():
-    """TF-RMM's fake host (GENERATED, LOG_LEVEL 40): the realm it builds (the parameters and
+@pytest.mark.parametrize("log", [GENERATED, GENERATED_VERBOSE], ids=["level40", "level50"])
+def test_the_fake_host_run_of_rmm_spec_v1_0_rel0_replays_line_for_line(log):
+    """TF-RMM's fake host (GENERATED, LOG_LEVEL 40 and 50): the realm it builds (the parameters and
     construction of test_measurement's known answers, which give the same RIM), run, attested
     and destroyed, prints the same lines in ccasim, PAs aside.
 
@@ -290,7 +291,7 @@ def test_the_fake_host_run_of_rmm_spec_v1_0_rel0_replays_line_for_line():
     nothing copied), and its platform token is the fake host's (the token's length decides
     the last CONTINUE's). So the CONTINUE records are compared apart: the first divergence
     is that interrupt."""
-    reference = list(parse_log(GENERATED.read_text().splitlines()))
+    reference = list(parse_log(log.read_text().splitlines()))
     host = Host()
     lines = traced(host)
     host.rmi.version(0x10000).check()

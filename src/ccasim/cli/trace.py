@@ -34,10 +34,10 @@ Examples:
   ccasim trace diff --ignore RSI_HOST_CALL a.log b.log
 
 SMC records are read wherever they are in a line (a console prefix such as
-'[     rmm ] ' or a timestamp does not matter), at TF-RMM's column 30 or 34; other
-lines are skipped. Exit status: 0 when the logs hold the same records, 1 at a
-divergence, 2 when a log cannot be read. ccasim writes TF-RMM's lines at level
-{LOG_LEVEL_INFO} by default ({", ".join(FORMATS)}: see 'ccasim run --help').""",
+'[     rmm ] ' or a timestamp does not matter), in any column width (TF-RMM's is
+30 or 34); other lines are skipped. Exit status: 0 when the logs hold the same
+records, 1 at a divergence, 2 when a log cannot be read. ccasim writes TF-RMM's
+lines at level {LOG_LEVEL_INFO} by default ({", ".join(FORMATS)}: see 'ccasim run --help').""",
 )
 @click.argument("log_a", metavar="A")
 @click.argument("log_b", metavar="B")
