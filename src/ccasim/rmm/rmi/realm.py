@@ -130,7 +130,9 @@ def realm_activate(rmm: Rmm, rd: int) -> tuple[int, ...]:
     if realm.state is not RealmState.NEW:
         raise CommandFailure("realm_state", Status.ERROR_REALM)
     realm.state = RealmState.ACTIVE
-    realm.measured()  # the RIM is final: complete it now (ccasim.rmm.rim)
+    rim = realm.measured()[0]  # the RIM is final: complete it now (ccasim.rmm.rim)
+    if rmm.log is not None:  # the log shows it (TF-RMM prints it only hash by hash)
+        rmm.note = f"RIM {rim[: realm.hash_algo.digest_size].hex()}"
     return ()
 
 
