@@ -321,16 +321,18 @@ def test_guest_options_do_not_apply_to_a_guest_image(capsys, tmp_path):
 
 
 def test_the_trace_at_level_all_has_every_rmi_rsi_and_psci_call(capsys, tmp_path):
-    """``--trace-level all``: every call, each a record TF-RMM's format would hold, the rest
-    ccasim's notes; as many RMI records as KVM made RMI calls."""
+    """``--trace-level all``: every call, each a record TF-RMM's format would hold, and the
+    measurement hashes (TF-RMM's at level 50), the rest ccasim's notes; as many RMI records
+    as KVM made RMI calls."""
     trace = tmp_path / "rmm.log"
     status, report, _ = run_json(
         capsys, "--trace", trace, "--trace-level", "all", "--guest-arg", "touch_mib=0"
     )
     assert status == 0
     lines = trace.read_text().splitlines()
-    records = list(parse_log(lines))
+    records = list(parse_log(lines, measurements=True))
     assert len(records) == len([t for t in lines if not t.startswith(ANNOTATION)])
+    assert any(r.interface == "MEASUREMENT" for r in records)  # level all: VERBOSE's too
     assert len([r for r in records if r.interface == "RMI"]) == sum(report["rmi_calls"].values())
     names = {r.name for r in records}
     for call in ("RSI_VERSION", "RSI_REALM_CONFIG", "RSI_IPA_STATE_SET",

@@ -282,9 +282,10 @@ def replay_realm_calls(puppet: Puppet, records: list[LogRecord], on_rmi) -> None
 @needs_logs
 @pytest.mark.parametrize("log", [GENERATED, GENERATED_VERBOSE], ids=["level40", "level50"])
 def test_the_fake_host_run_of_rmm_spec_v1_0_rel0_replays_line_for_line(log):
-    """TF-RMM's fake host (GENERATED, LOG_LEVEL 40 and 50): the realm it builds (the parameters and
-    construction of test_measurement's known answers, which give the same RIM), run, attested
-    and destroyed, prints the same lines in ccasim, PAs aside.
+    """TF-RMM's fake host (GENERATED, LOG_LEVEL 40 and 50): a realm built as it builds its
+    own (the realm parameters of test_measurement's known answers, which give the RIM its
+    log shows; RIPAS RAM and an unmeasured DATA granule at IPA 0x1000 for the token), run,
+    attested and destroyed, prints the same lines in ccasim, PAs aside.
 
     Two inputs of that run are not ccasim's to reproduce: its first RSI_ATTEST_TOKEN_CONTINUE
     met a pending physical interrupt (A7.2.2: a REC exit due to IRQ, RSI_INCOMPLETE with
@@ -297,7 +298,10 @@ def test_the_fake_host_run_of_rmm_spec_v1_0_rel0_replays_line_for_line(log):
     host.rmi.version(0x10000).check()
     puppet = Puppet(host, activate=False)
     realm = puppet.realm
-    host.data(realm, 0x1000)  # the fake host's measured page, the token's buffer
+    # the fake host's buffer for the token: RIPAS RAM, then an unmeasured DATA granule
+    host.tables(realm, 0x1000)
+    host.rmi.rtt_init_ripas(realm.rd, 0x1000, 0x2000).check()
+    host.rmi.data_create_unknown(realm.rd, host.delegated(), 0x1000).check()
     host.rmi.realm_activate(realm.rd).check()
     replay_realm_calls(puppet, [r for r in reference if r.interface == "RSI"], None)
     dismantle(host, realm.rd, realm.level_start, 0, 1 << (48 - 39))
@@ -311,6 +315,33 @@ def test_the_fake_host_run_of_rmm_spec_v1_0_rel0_replays_line_for_line(log):
     assert found is not None and found.what == "outputs"
     assert str(found.record_b) == "SMC_RSI_ATTEST_TOKEN_CONTINUE 1000 0 100 > RSI_INCOMPLETE 0"
     assert str(found.record_a) == ("SMC_RSI_ATTEST_TOKEN_CONTINUE 1000 0 100 > RSI_INCOMPLETE 100")
+
+
+@needs_logs
+def test_the_fake_host_construction_replays_with_its_measurement_hashes():
+    """At LOG_LEVEL_VERBOSE TF-RMM prints every hash it computes while measuring: the fake
+    host's construction (its realm parameters, RTTs to level 3 at IPA 0, RIPAS RAM over
+    [0x1000, 0x2000), an unmeasured DATA granule there, a REC at 0x5555555611a5) gives, in
+    ccasim with hashes logged, the same SMC lines and the same four hashes, in the same
+    places: the initial RIM, the RIPAS descriptor's, the REC parameters' and the REC
+    descriptor's (B4.3.9.4, B4.3.18.4, B4.3.12.4)."""
+    reference = list(parse_log(GENERATED_VERBOSE.read_text().splitlines(), measurements=True))
+    host = Host()
+    lines: list[str] = []
+    writer = TraceWriter(lines.append, level=50)
+    host.m.on_rmm_log(writer, hashes=writer.hashes)
+    host.rmi.version(0x10000).check()
+    realm = host.realm()
+    host.tables(realm, 0x1000)
+    host.rmi.rtt_init_ripas(realm.rd, 0x1000, 0x2000).check()
+    host.rmi.data_create_unknown(realm.rd, host.delegated(), 0x1000).check()
+    params = host.rec_params(realm, pc=0x5555_5556_11A5)
+    host.rmi.rec_create(realm.rd, host.delegated(), host.ns_page(), params).check()
+    host.rmi.realm_activate(realm.rd).check()
+    ours = list(parse_log(lines, measurements=True))
+    assert [r.interface for r in ours].count("MEASUREMENT") == 4
+    assert first_divergence(ours, reference[: len(ours)]) is None
+    assert reference[len(ours)].name == "RSI_VERSION"  # construction is all there was
 
 
 #: RSI_REALM_CONFIG's buffer on the board (a DATA granule).
@@ -396,6 +427,11 @@ def test_trace_diff_command(tmp_path, capsys):
     ]
     assert " >     40 SMC_RMI_DATA_DESTROY P0 99600000 > RMI_ERROR_RTT 2 0 9d400000" in out
     assert "       41 SMC_RMI_DATA_DESTROY P0 9d400000 > RMI_ERROR_RTT 3 0 9d51d000" in out
+    verbose = ["trace", "diff", "--measurements", "--ignore", "RSI_ATTEST_TOKEN_INIT"]
+    assert main([*verbose, str(GENERATED_VERBOSE), str(GENERATED_VERBOSE)]) == 0
+    assert "same: 22 SMC records and measurements compared" in capsys.readouterr().out
+    assert main([*verbose, str(GENERATED), str(GENERATED_VERBOSE)]) == 1  # level 40: none
+    assert "SMC record 2: the command differs" in capsys.readouterr().out
     assert main(["trace", "diff", str(BOARD), str(tmp_path / "none.log")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("ccasim: error: cannot read") and len(err.splitlines()) == 1

@@ -213,12 +213,17 @@ class Machine:
             memory=MappingProxyType(self._memory.memory.contents()),
         )
 
-    def on_rmm_log(self, callback: Callable[[LogRecord], None] | None) -> None:
+    def on_rmm_log(
+        self, callback: Callable[[LogRecord], None] | None, *, hashes: bool = False
+    ) -> None:
         """Call ``callback`` with the RMM's log record of every SMC it handles (RMI commands
         from the host, RSI and PSCI calls from realms: :class:`~ccasim.rmm.log.SmcCall`) and
         of every guest program that stops (:class:`~ccasim.rmm.log.VcpuEvent`); see
-        :mod:`ccasim.rmm.log`."""
+        :mod:`ccasim.rmm.log`. With ``hashes``, also every hash the RMM computes while
+        measuring a realm (:class:`~ccasim.rmm.log.Measured`, what TF-RMM prints at
+        LOG_LEVEL_VERBOSE), which makes it compute each RIM as it goes."""
         self._rmm.log = callback
+        self._rmm.log_hashes(hashes and callback is not None)
 
     def _vcpu(self, rec: int) -> Vcpu:
         found = self._rmm.recs.get(rec)

@@ -160,14 +160,13 @@ def run(ctx: click.Context, **opts: Any) -> int:
         raise click.ClickException(f"--host-ram: {e}") from None
     trace = _open_trace(opts["trace_file"])
     if trace is not None:
-        machine.on_rmm_log(
-            TraceWriter(
-                trace.write,
-                opts["trace_format"],
-                trace_level(opts["trace_level"]),
-                notes=opts["trace_notes"],
-            )
+        writer = TraceWriter(
+            trace.write,
+            opts["trace_format"],
+            trace_level(opts["trace_level"]),
+            notes=opts["trace_notes"],
         )
+        machine.on_rmm_log(writer, hashes=writer.hashes)
     kvm = Kvm(machine)
     if not kvm.rme_available:
         raise click.ClickException("the host has no usable RMM: " + "; ".join(kvm.dmesg))

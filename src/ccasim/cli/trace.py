@@ -50,7 +50,11 @@ lines at level {LOG_LEVEL_INFO} by default ({", ".join(FORMATS)}: see 'ccasim ru
     "-C", "--context", type=Number(high=1000, name="N"), default=3, show_default=True,
     help="Records shown before and after the divergence.",
 )  # fmt: skip
-def diff(log_a: str, log_b: str, ignore: tuple[str, ...], context: int) -> int:
+@click.option(
+    "--measurements", is_flag=True,
+    help="Compare the measurement hashes TF-RMM prints at level 50 too.",
+)  # fmt: skip
+def diff(log_a: str, log_b: str, ignore: tuple[str, ...], context: int, measurements: bool) -> int:
     """Compare the SMC records of two RMM logs, physical addresses aside.
 
     Each log's physical addresses (the RD, REC, RTT, DATA and NS pages, by each command's
@@ -58,11 +62,12 @@ def diff(log_a: str, log_b: str, ignore: tuple[str, ...], context: int) -> int:
     same launch on different hosts compare equal. Reports the first record where the
     command, the arguments, the status or the outputs differ, with the records around it.
     """
-    a, b = _read(log_a), _read(log_b)
+    a, b = _read(log_a, measurements), _read(log_b, measurements)
     found = first_divergence(a, b, ignore)
     if found is None:
         n = len([r for r in a if not ignored(r, ignore)])
-        click.echo(f"same: {n} SMC records compared")
+        what = "SMC records and measurements" if measurements else "SMC records"
+        click.echo(f"same: {n} {what} compared")
         return 0
     click.echo(_describe(found, log_a, log_b, context))
     return 1
@@ -72,12 +77,12 @@ class _Unreadable(click.ClickException):
     exit_code = 2
 
 
-def _read(path: str) -> list[LogRecord]:
+def _read(path: str, measurements: bool) -> list[LogRecord]:
     try:
         text = Path(path).read_text(encoding="utf-8", errors="replace")
     except OSError as e:
         raise _Unreadable(f"cannot read {path}: {e.strerror or e}") from None
-    return list(parse_log(text.splitlines()))
+    return list(parse_log(text.splitlines(), measurements))
 
 
 def _describe(found: Divergence, name_a: str, name_b: str, context: int) -> str:
@@ -92,6 +97,7 @@ def _describe(found: Divergence, name_a: str, name_b: str, context: int) -> str:
         "status": "the status differs",
         "index": "the status's index differs",
         "outputs": "the outputs differ",
+        "measurement": "a measurement hash differs",
     }[found.what]
     lines = [f"first divergence at SMC record {i + 1}: {what}", f"  A {where_a}", f"  B {where_b}"]
     for label, records in (("A", found.a), ("B", found.b)):

@@ -74,10 +74,15 @@ def rim_extend_data(
     return measure(algo, data_descriptor(rim, ipa, flags, content_hash))
 
 
+def rec_content_hash(algo: HashAlgorithm, params: RecParams) -> bytes:
+    """The hash of RmiRecParams' measured fields (flags, pc, gprs; B4.3.12.4)."""
+    measured = RecParams(flags=params.flags, pc=params.pc, gprs=list(params.gprs))
+    return measure(algo, measured.pack())
+
+
 def rim_extend_rec(algo: HashAlgorithm, rim: bytes, params: RecParams) -> bytes:
     """RimExtendRec (B3.45, B4.3.12.4): flags, pc and gprs of RmiRecParams, then the descriptor."""
-    measured = RecParams(flags=params.flags, pc=params.pc, gprs=list(params.gprs))
-    content = measure(algo, measured.pack())
+    content = rec_content_hash(algo, params)
     return measure(algo, _DESC_REC.pack(DESC_TYPE_REC, DESCRIPTOR_SIZE, rim, content))
 
 

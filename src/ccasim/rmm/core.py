@@ -20,6 +20,7 @@ from ccasim.rmm.rec import Rec
 from ccasim.rmm.rmi import HANDLERS
 from ccasim.rmm.s2tt import TABLE, Rtte, Walk
 from ccasim.rmm.types import GranuleState
+from ccasim.rmm.verbose import hashing_dispatch
 
 if TYPE_CHECKING:
     from ccasim.el3.monitor import Monitor
@@ -62,6 +63,8 @@ class Rmm:
         self.rtts: dict[int, list[Rtte]] = {}
         self.vmids: set[int] = set()
         self.log: Callable[[LogRecord], None] | None = None
+        #: FID -> (handler, inputs): DISPATCH, or with hashes logged (log_hashes)
+        self.dispatch = DISPATCH
         self.note: str | None = None  # what the running command adds to its log record
         self._delegable = memory.platform.is_delegable
         self._delegable_bases = memory.platform.delegable_bases
@@ -79,7 +82,7 @@ class Rmm:
 
     def handle_rmi(self, fid: int, args: tuple[int, ...]) -> tuple[int, int, int, int, int]:
         """Run the RMI command ``fid`` with X1.. = ``args``; return X0..X4."""
-        command = DISPATCH.get(fid)
+        command = self.dispatch.get(fid)
         if command is None:
             if self.log is not None:
                 note, self.note = self.note, None
@@ -108,6 +111,11 @@ class Rmm:
             note, self.note = self.note, None
             self.log(SmcCall(fid, regs, result, failure.condition, note))
         return result  # type: ignore[return-value]
+
+    def log_hashes(self, on: bool) -> None:
+        """Log every hash computed while measuring a realm, as TF-RMM prints them at
+        LOG_LEVEL_VERBOSE (:mod:`ccasim.rmm.verbose`), or stop."""
+        self.dispatch = hashing_dispatch(DISPATCH) if on else DISPATCH
 
     # -- granules ------------------------------------------------------------------------------
 

@@ -96,5 +96,17 @@ class VcpuEvent:
         return f"# REC {self.rec:x}: {self.text}"
 
 
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """A hash the RMM computed while measuring a realm (logged only when asked for:
+    :mod:`ccasim.rmm.verbose`); ``algorithm`` as TF-RMM names it (``SHA256``)."""
+
+    algorithm: str
+    value: bytes
+
+    def __str__(self) -> str:
+        return f"# Measurement ({self.algorithm}): 0x{self.value.hex()}"
+
+
 #: What the RMM's log holds.
-LogRecord = SmcCall | VcpuEvent
+LogRecord = SmcCall | VcpuEvent | Measured

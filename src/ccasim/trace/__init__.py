@@ -11,11 +11,11 @@ This package reads and writes text: it knows the ABIs, not the RMM model.
 
 from ccasim.trace.diff import Divergence, first_divergence, symbolize
 from ccasim.trace.parse import LogRecord, parse_log, parse_record
-from ccasim.trace.tfrmm import LOG_LEVEL_INFO, RELEASES, Release, format_call
+from ccasim.trace.tfrmm import LOG_LEVEL_INFO, LOG_LEVEL_VERBOSE, RELEASES, Release, format_call
 from ccasim.trace.writer import ANNOTATION, TraceWriter, record_lines
 
 __all__ = [
-    "ANNOTATION", "LOG_LEVEL_INFO", "RELEASES", "Divergence", "LogRecord", "Release",
-    "TraceWriter", "first_divergence", "format_call", "parse_log", "parse_record",
-    "record_lines", "symbolize",
+    "ANNOTATION", "LOG_LEVEL_INFO", "LOG_LEVEL_VERBOSE", "RELEASES", "Divergence",
+    "LogRecord", "Release", "TraceWriter", "first_divergence", "format_call", "parse_log",
+    "parse_record", "record_lines", "symbolize",
 ]  # fmt: skip

@@ -48,6 +48,8 @@ class Symbolized:
     values: tuple[str, ...]
 
     def __str__(self) -> str:
+        if self.record.interface == "MEASUREMENT":
+            return self.record.text
         name = self.name if self.record.interface in ("PSCI", "SMC") else f"SMC_{self.name}"
         text = " ".join((name, *self.args))
         if self.record.has_result:
@@ -104,7 +106,8 @@ def symbolize(records: Iterable[LogRecord]) -> list[Symbolized]:
 class Divergence:
     """Where two logs first differ: the position in each log's records, what differs
     (``command``, ``arguments``, ``status``, ``index`` (of an RMI_ERROR_RTT, say),
-    ``outputs``, or ``missing`` when one log ends first) and the symbolized records of both logs."""
+    ``outputs``, ``measurement`` (a hash), or ``missing`` when one log ends first) and the
+    symbolized records of both logs."""
 
     position: int
     what: str
@@ -127,6 +130,8 @@ def _difference(a: Symbolized, b: Symbolized) -> str | None:
         return "arguments"
     if not (a.record.has_result and b.record.has_result):
         return None  # a log without the result: the call is all there is to compare
+    if a.record.interface == "MEASUREMENT" and a.values != b.values:
+        return "measurement"
     if a.status != b.status:
         return "status"
     if _index_values(a.record) and a.values[:1] != b.values[:1]:

@@ -25,6 +25,7 @@ __all__ = ["LogRecord", "parse_log", "parse_record"]
 
 _RECORD = re.compile(r"(?:SMC_(RMI|RMM|RSI)_([A-Z0-9_]+)|(PSCI|SMC)_([0-9a-f]{8}))(?=\s|$)(.*)$")
 _HEX = re.compile(r"[0-9a-fA-F]+")
+_MEASUREMENT = re.compile(r"Measurement \((SHA\d+)\): 0x([0-9a-f]+)$")
 _STATUS = re.compile(r"(RMI|RSI)_[A-Z_]+")
 
 
@@ -88,8 +89,11 @@ def parse_record(text: str, line: int = 1) -> LogRecord | None:
     )
 
 
-def parse_log(lines: Iterable[str]) -> Iterator[LogRecord]:
-    """The SMC records of a log, in order."""
+def parse_log(lines: Iterable[str], measurements: bool = False) -> Iterator[LogRecord]:
+    """The SMC records of a log, in order; with ``measurements``, also the hashes TF-RMM
+    prints at VERBOSE while measuring a realm (``Measurement (SHA256): 0x...``), as records
+    of interface ``MEASUREMENT`` whose command is the algorithm and whose one value is the
+    hash."""
     pending: tuple[str, str, int] | None = None  # a name alone: (console prefix, name, line)
     for number, raw in enumerate(lines, start=1):
         text = raw.rstrip("\n")
@@ -105,6 +109,12 @@ def parse_log(lines: Iterable[str]) -> Iterator[LogRecord]:
             yield _name_only(name, first)
         match = _RECORD.search(text)
         if match is None:
+            if measurements:
+                hashed = _MEASUREMENT.search(text)
+                if hashed is not None:
+                    algorithm, value = hashed.groups()
+                    yield LogRecord("MEASUREMENT", algorithm, (), None, (int(value, 16),),
+                                    number, hashed.group(0))  # fmt: skip
             continue
         if not match.group(5).strip():  # the name alone: the rest may be on the next line
             pending = (text[: match.start()], match.group(0).strip(), number)

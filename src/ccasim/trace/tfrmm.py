@@ -17,6 +17,8 @@ from the logs in ``../shared/rmm-logs/``:
   set so far (RSI_IPA_STATE_SET: ``RSI_SUCCESS <top> 0``), from v0.8.0 without the result.
 - **Field width**: the first argument at column 30 in ``rmm-spec-v1.0-rel0`` (v0.5.0, RMM
   1.0), column 34 from v0.8.0.
+- **Measurements**: at LOG_LEVEL_VERBOSE (50), every hash computed for a realm's
+  measurement, ``Measurement (SHA256): 0x<hash>``, printed by the command that computes it.
 """
 
 from __future__ import annotations
@@ -31,10 +33,15 @@ from ccasim.rmi.fid import FID, RMI_FID_FIRST, RMI_FID_LAST
 from ccasim.rmi.status import Status
 from ccasim.rsi import RSI_FID_FIRST, RSI_FID_LAST, RsiFid, RsiStatus
 
-__all__ = ["LOG_LEVEL_INFO", "RELEASES", "Logged", "Release", "fid_of", "format_call"]
+__all__ = [
+    "LOG_LEVEL_INFO", "LOG_LEVEL_VERBOSE", "RELEASES", "Logged", "Release", "fid_of",
+    "format_call", "measurement_line",
+]  # fmt: skip
 
 #: TF-RMM's LOG_LEVEL_INFO: SMC records are printed at this level and above.
 LOG_LEVEL_INFO = 40
+#: TF-RMM's LOG_LEVEL_VERBOSE: measurement hashes are printed too.
+LOG_LEVEL_VERBOSE = 50
 
 
 class Logged(enum.Enum):
@@ -213,3 +220,9 @@ def fid_of(name: str) -> int | None:
         except ValueError:
             return None
     return None
+
+
+def measurement_line(algorithm: str, value: bytes) -> str:
+    """A hash TF-RMM computed while measuring a realm, as it prints it at VERBOSE
+    (``measurement_print``): ``Measurement (SHA256): 0x`` and the hash in hex."""
+    return f"Measurement ({algorithm}): 0x{value.hex()}"

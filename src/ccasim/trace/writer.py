@@ -10,8 +10,11 @@ why a REC exited, why a guest program stopped) follows on lines of its own start
     SMC_RMI_DATA_DESTROY          88000000 1000 > RMI_ERROR_RTT 3 0 200000
     ccasim: failure condition rtte_state
 
-``level=None`` writes every call (ccasim's own level, beyond TF-RMM's): successful
-DELEGATEs, DATA_CREATEs and REC_ENTERs too, in the same format.
+At level 50 (VERBOSE) and with ``level=None`` the hashes the RMM computes while measuring a
+realm are written too, as TF-RMM prints them (``Measurement (SHA256): 0x...``), when the
+machine logs them (``Machine.on_rmm_log(writer, hashes=writer.hashes)``). ``level=None``
+writes every call (ccasim's own level, beyond TF-RMM's): successful DELEGATEs, DATA_CREATEs
+and REC_ENTERs too, in the same format.
 """
 
 from __future__ import annotations
@@ -19,7 +22,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from ccasim.trace.tfrmm import LOG_LEVEL_INFO, RELEASES, Release, format_call
+from ccasim.trace.tfrmm import (
+    LOG_LEVEL_INFO,
+    LOG_LEVEL_VERBOSE,
+    RELEASES,
+    Release,
+    format_call,
+    measurement_line,
+)
 
 __all__ = ["ANNOTATION", "TraceWriter", "record_lines"]
 
@@ -44,6 +54,15 @@ class SmcRecord(Protocol):
     def registers(self) -> tuple[int, ...]: ...
 
 
+class HashRecord(Protocol):
+    """A hash computed while measuring a realm (:class:`ccasim.rmm.log.Measured`)."""
+
+    @property
+    def algorithm(self) -> str: ...
+    @property
+    def value(self) -> bytes: ...
+
+
 class EventRecord(Protocol):
     """A guest program's stop (:class:`ccasim.rmm.log.VcpuEvent`)."""
 
@@ -54,13 +73,17 @@ class EventRecord(Protocol):
 
 
 def record_lines(
-    record: SmcRecord | EventRecord,
+    record: SmcRecord | EventRecord | HashRecord,
     release: Release,
     level: int | None = LOG_LEVEL_INFO,
     notes: bool = True,
 ) -> list[str]:
     """The lines a trace holds for ``record``: TF-RMM's (if it prints one at ``level``;
     every call when ``level`` is None) and, with ``notes``, ccasim's annotations."""
+    if hasattr(record, "algorithm"):  # a measurement hash: TF-RMM's at VERBOSE
+        if level is not None and level < LOG_LEVEL_VERBOSE:
+            return []
+        return [measurement_line(record.algorithm, record.value)]  # type: ignore[union-attr]
     if not hasattr(record, "fid"):  # a guest program that stopped: ccasim's alone
         return [f"{ANNOTATION}REC {record.rec:x}: {record.text}"] if notes else []  # type: ignore[union-attr]
     call: SmcRecord = record  # type: ignore[assignment]
@@ -103,6 +126,11 @@ class TraceWriter:
         self.level = level
         self.notes = notes
 
-    def __call__(self, record: SmcRecord | EventRecord) -> None:
+    @property
+    def hashes(self) -> bool:
+        """Whether the trace prints measurement hashes (so the RMM must log them)."""
+        return self.level is None or self.level >= LOG_LEVEL_VERBOSE
+
+    def __call__(self, record: SmcRecord | EventRecord | HashRecord) -> None:
         for line in record_lines(record, self.release, self.level, self.notes):
             self._write(line + "\n")
