@@ -7,9 +7,14 @@
 """
 
 from ccasim import rmi
+from ccasim.el3.monitor import RmmPanic
 from ccasim.hw.faults import ExternalAbort, GranuleProtectionFault, MemoryFault
 from ccasim.machine import Machine
+from ccasim.rmm.profile import RmmProfile
 
 __version__ = "0.1.0"
 
-__all__ = ["ExternalAbort", "GranuleProtectionFault", "Machine", "MemoryFault", "rmi"]
+__all__ = [
+    "ExternalAbort", "GranuleProtectionFault", "Machine", "MemoryFault", "RmmPanic",
+    "RmmProfile", "rmi",
+]  # fmt: skip

@@ -24,7 +24,7 @@ from types import MappingProxyType
 from ccasim import guest
 from ccasim.arch.vmsa import GRANULE_MASK
 from ccasim.el3.attestation import PlatformAttestation
-from ccasim.el3.monitor import Monitor
+from ccasim.el3.monitor import Monitor, RmmPanic
 from ccasim.hw.bus import MemorySystem
 from ccasim.hw.counter import SystemCounter
 from ccasim.hw.gpt import Pas
@@ -36,6 +36,7 @@ from ccasim.rmm import state
 from ccasim.rmm.core import Rmm
 from ccasim.rmm.features import RmmFeatures
 from ccasim.rmm.log import LogRecord
+from ccasim.rmm.profile import RmmProfile, profile
 from ccasim.rmm.state import RmmState
 
 
@@ -67,6 +68,12 @@ class Machine:
         programs, not AArch64 code (:func:`ccasim.guest.load`). Default: such a REC stops.
     :param feature_overrides: fields of :class:`~ccasim.rmm.features.RmmFeatures` to change
         from the defaults (counts are counts: ``num_bps=16`` is 16 breakpoints).
+    :param rmm_profile: the RMM implementation modelled (:mod:`ccasim.rmm.profile`):
+        ``"spec"`` (the default: the RMM specification exactly), ``"tfrmm-1.0"`` (TF-RMM
+        rmm-spec-v1.0-rel0, Release build), ``"tfrmm-1.0-debug"``, or an
+        :class:`~ccasim.rmm.profile.RmmProfile` with quirks of your choice
+        (``profile("spec", "x4-preserved")``). Where a quirk crashes the RMM, the SMC raises
+        :class:`RmmPanic` and the machine's RMM answers no more (:attr:`rmm_panic`).
     """
 
     def __init__(
@@ -78,6 +85,7 @@ class Machine:
         attestation: PlatformAttestation | None = None,
         trace: bool = False,
         fallback: tuple[str, Mapping[str, int | bytes | str]] | None = None,
+        rmm_profile: str | RmmProfile = "spec",
         **feature_overrides: object,
     ) -> None:
         self._platform = platform if platform is not None else fvp_base(pa_bits)
@@ -95,7 +103,7 @@ class Machine:
         )
         self._pe = Pe(self._memory, self._counter, loader)
         self._monitor = Monitor(self._memory, attestation)
-        self._rmm = Rmm(self._memory, self._monitor, self._pe, features)
+        self._rmm = Rmm(self._memory, self._monitor, self._pe, features, profile(rmm_profile))
         self._monitor.rmm = self._rmm
         self.rmm_log: list[LogRecord] = []
         if trace:
@@ -197,6 +205,17 @@ class Machine:
         the program's ``file`` and ``line``, ``traceback``). PSCI_CPU_ON starts a new program
         and clears it; the console keeps the history."""
         return self._vcpu(rec).stop
+
+    @property
+    def rmm_profile(self) -> RmmProfile:
+        """The RMM implementation this machine models (see ``rmm_profile`` above)."""
+        return self._rmm.profile
+
+    @property
+    def rmm_panic(self) -> RmmPanic | None:
+        """Why the RMM stopped answering (an assertion or a crash of the modelled RMM), or
+        None while it runs: once set, every RMI call raises it again."""
+        return self._monitor.panic
 
     def debug_read(self, pa: int, size: int) -> bytes:
         """Physical memory as a debugger reads it, whatever the granule's PAS (no granule

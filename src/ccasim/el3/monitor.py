@@ -29,6 +29,22 @@ _FID_MASK = smccc.FID_MASK
 _NS, _REALM = Pas.NS, Pas.REALM
 
 
+class RmmPanic(Exception):
+    """The RMM stopped while handling an SMC (an assertion failed, or it crashed) and answers
+    no more: on hardware that SMC and every later one never return. ``reason`` says what the
+    RMM hit; ``fid`` and ``args`` are the SMC that stopped it (X0, X1..)."""
+
+    def __init__(self, reason: str, fid: int = 0, args: tuple[int, ...] = ()) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.fid = fid
+        self.args = args
+
+    def __str__(self) -> str:
+        where = f" in SMC {self.fid:#x}" if self.fid else ""
+        return f"the RMM stopped{where}: {self.reason}"
+
+
 def _no_rmm(fid: int, args: tuple[int, ...]) -> tuple[int, int, int, int, int]:
     return (smccc.NOT_SUPPORTED, 0, 0, 0, 0)
 
@@ -48,6 +64,8 @@ class Monitor:
         self.attestation = attestation if attestation is not None else PlatformAttestation()
         self._rmm: Rmm | None = None
         self._handle_rmi = _no_rmm
+        #: Why the RMM stopped answering, once it has (None while it runs).
+        self.panic: RmmPanic | None = None
 
     @property
     def rmm(self) -> Rmm | None:
@@ -58,6 +76,18 @@ class Monitor:
     def rmm(self, rmm: Rmm | None) -> None:
         self._rmm = rmm
         self._handle_rmi = rmm.handle_rmi if rmm is not None else _no_rmm
+
+    def _stop(self, panic: RmmPanic, fid: int, args: tuple[int, ...]) -> None:
+        """The RMM stopped in SMC ``fid``: record why; it takes no more calls."""
+        if self.panic is None:
+            panic.fid, panic.args = fid, args
+            self.panic = panic
+        first = self.panic
+
+        def stopped(fid: int, args: tuple[int, ...]) -> tuple[int, int, int, int, int]:
+            raise RmmPanic(first.reason, first.fid, first.args)
+
+        self._handle_rmi = stopped
 
     def smc_from_ns(self, x0: int, *args: int) -> tuple[int, int, int, int, int]:
         """An SMC from the Normal world: X0 = ``x0``, X1.. = ``args``. Returns X0..X4.
@@ -73,7 +103,11 @@ class Monitor:
             args = tuple(map(_and, args, _MASKS))
         fid = x0 & _FID_MASK
         if RMI_FID_FIRST <= fid <= RMI_FID_LAST:
-            return self._handle_rmi(fid, args)
+            try:
+                return self._handle_rmi(fid, args)
+            except RmmPanic as panic:
+                self._stop(panic, fid, args)
+                raise
         if fid == smccc.SMCCC_VERSION:  # 1.3 lets callers mark SVE state as not live (B1.1)
             return (smccc.VERSION_1_3, 0, 0, 0, 0)
         return (smccc.NOT_SUPPORTED, 0, 0, 0, 0)

@@ -6,15 +6,17 @@ from bisect import bisect_right as _bisect_right
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ccasim.el3.monitor import RmmPanic
 from ccasim.hw.gpt import Pas
 from ccasim.hw.memory import GRANULE_MASK, GRANULE_SHIFT, GRANULE_SIZE
 from ccasim.rmi.commands import RMI_COMMANDS
-from ccasim.rmi.fid import SMCCC_NOT_SUPPORTED
+from ccasim.rmi.fid import FID, SMCCC_NOT_SUPPORTED
 from ccasim.rmi.levels import level_shift
 from ccasim.rmi.status import Status, return_code
 from ccasim.rmm.errors import CommandFailure
 from ccasim.rmm.features import RmmFeatures
-from ccasim.rmm.log import LogRecord, SmcCall
+from ccasim.rmm.log import LogRecord, Panicked, SmcCall
+from ccasim.rmm.profile import PROFILES, Quirk, RmmProfile
 from ccasim.rmm.realm import Realm
 from ccasim.rmm.rec import Rec
 from ccasim.rmm.rmi import HANDLERS
@@ -36,6 +38,8 @@ SUCCESS = (0, 0, 0, 0, 0)
 PAD = tuple(NO_OUTPUTS[n:] for n in range(5))
 ZEROS = (0,) * 17
 NOT_SUPPORTED = (SMCCC_NOT_SUPPORTED, 0, 0, 0, 0)
+SPEC = PROFILES["spec"]
+_READ_ENTRY = FID.RTT_READ_ENTRY
 #: FID -> (handler, number of input registers X1..), from the RMI's declaration.
 DISPATCH = {fid: (HANDLERS[fid], len(RMI_COMMANDS[fid].inputs)) for fid in HANDLERS}
 
@@ -51,12 +55,22 @@ class Rmm:
     """
 
     def __init__(
-        self, memory: MemorySystem, monitor: Monitor, pe: Pe, features: RmmFeatures
+        self,
+        memory: MemorySystem,
+        monitor: Monitor,
+        pe: Pe,
+        features: RmmFeatures,
+        profile: RmmProfile = SPEC,
     ) -> None:
         self.mem = memory
         self.monitor = monitor
         self.pe = pe
         self.features = features
+        #: The implementation modelled (ccasim.rmm.profile): the spec, or one with quirks.
+        self.profile = profile
+        self.quirks = profile.quirks
+        if Quirk.X4_PRESERVED in profile.quirks:
+            self.handle_rmi = self._handle_rmi_keeping_x4  # type: ignore[method-assign]
         self.granules: dict[int, GranuleState] = {}
         self.realms: dict[int, Realm] = {}
         self.recs: dict[int, Rec] = {}
@@ -95,11 +109,25 @@ class Rmm:
             outputs = handler(self, *regs)
         except CommandFailure as failure:
             return self._failed(fid, regs, failure)
+        except RmmPanic as panic:  # the RMM stops here (a quirk of the profile)
+            if self.log is not None:
+                self.log(Panicked(fid, regs, panic.reason))
+            raise
         result = (0, *outputs) + PAD[len(outputs)] if outputs else SUCCESS
         if self.log is not None:
             note, self.note = self.note, None
             self.log(SmcCall(fid, regs, result, None, note))
         return result  # type: ignore[return-value]  # always five registers
+
+    def _handle_rmi_keeping_x4(
+        self, fid: int, args: tuple[int, ...]
+    ) -> tuple[int, int, int, int, int]:
+        """handle_rmi, with the caller's X4 back in X4 wherever the command wrote no output
+        there (Quirk.X4_PRESERVED: TF-RMM's SMC entry keeps X4 in its result)."""
+        result = Rmm.handle_rmi(self, fid, args)
+        if fid == _READ_ENTRY and result[0] == 0:
+            return result  # the one command that writes X4 (ripas), on success
+        return (*result[:4], args[3] if len(args) > 3 else 0)  # type: ignore[return-value]
 
     def _failed(
         self, fid: int, regs: tuple[int, ...], failure: CommandFailure

@@ -108,5 +108,20 @@ class Measured:
         return f"# Measurement ({self.algorithm}): 0x{self.value.hex()}"
 
 
+@dataclass(frozen=True, slots=True)
+class Panicked:
+    """The RMM stopped in RMI command ``fid`` (X1.. = ``args``): ``reason`` says what it hit.
+    The command returns nothing: it has no SmcCall record."""
+
+    fid: int
+    args: tuple[int, ...]
+    reason: str
+
+    def __str__(self) -> str:
+        name = SmcCall(self.fid, self.args, ()).name
+        args = " ".join(f"{a:x}" for a in self.args)
+        return f"# RMM panic in SMC_{name} {args}: {self.reason}"
+
+
 #: What the RMM's log holds.
-LogRecord = SmcCall | VcpuEvent | Measured
+LogRecord = SmcCall | VcpuEvent | Measured | Panicked

@@ -108,6 +108,19 @@ def skip_entries_with_ripas(
     return align_down(min(result, top), level)
 
 
+def skip_unassigned_living(rtt: list[Rtte], level: int, base: int, top: int) -> int:
+    """TF-RMM's RTT_INIT_RIPAS scan (Quirk.INIT_RIPAS_STOPS_EARLY): the end of the run of
+    entries from ``base`` (the first one taken as it is) before ``top`` that are UNASSIGNED
+    with RIPAS EMPTY or RAM; it stops at an ASSIGNED entry or a DESTROYED one."""
+    size = level_size(level)
+    first = entry_index(base, level)
+    for i in range(first + 1, first + (top - base) // size):
+        e = rtt[i]
+        if e.state is not UNASSIGNED or e.ripas is DESTROYED:
+            return base + (i - first) * size
+    return top
+
+
 def fold(rtt: list[Rtte], level: int) -> Rtte | None:
     """RttIsHomogeneous and RttFold (B3.62, B3.63, A5.5.6) for an RTT at ``level``.
 

@@ -34,8 +34,8 @@ from ccasim.rmi.status import Status
 from ccasim.rsi import RSI_FID_FIRST, RSI_FID_LAST, RsiFid, RsiStatus
 
 __all__ = [
-    "LOG_LEVEL_INFO", "LOG_LEVEL_VERBOSE", "RELEASES", "Logged", "Release", "fid_of",
-    "format_call", "measurement_line",
+    "LOG_LEVEL_INFO", "LOG_LEVEL_VERBOSE", "RELEASES", "Logged", "Release", "call_text",
+    "fid_of", "format_call", "measurement_line",
 ]  # fmt: skip
 
 #: TF-RMM's LOG_LEVEL_INFO: SMC records are printed at this level and above.
@@ -165,6 +165,20 @@ def format_call(
         return _line(release, name, regs, "0 0 0 0" if release.result_at_exit else None)
     x = (tuple(result) + (0,) * _OTHER_RESULTS)[:_OTHER_RESULTS]
     return _line(release, name, regs, f"{x[0] & MASK64:x}" + _hex(x[1:]))
+
+
+def call_text(release: Release, fid: int, args: tuple[int, ...]) -> str:
+    """TF-RMM's start of a line for SMC ``fid`` with X1.. = ``args``: the name and the
+    arguments it prints, without a result (as v0.8.0 prints a call that exits)."""
+    command = RMI_COMMANDS.get(fid)
+    if command is not None:
+        return _line(release, f"SMC_{command.name}", tuple(args)[: len(command.inputs)], None)
+    if fid in _RSI:
+        name, n_args, _ = _RSI[fid]
+        return _line(release, f"SMC_RSI_{name}", (tuple(args) + (0,) * n_args)[:n_args], None)
+    is_psci = any(first <= fid <= last for first, last in PSCI_FID_RANGES)
+    regs = (tuple(args) + (0,) * _OTHER_ARGS)[:_OTHER_ARGS]
+    return _line(release, f"{'PSCI' if is_psci else 'SMC'}_{fid:08x}", regs, None)
 
 
 def _rmi_line(

@@ -20,13 +20,14 @@ and REC_ENTERs too, in the same format.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from ccasim.trace.tfrmm import (
     LOG_LEVEL_INFO,
     LOG_LEVEL_VERBOSE,
     RELEASES,
     Release,
+    call_text,
     format_call,
     measurement_line,
 )
@@ -63,6 +64,17 @@ class HashRecord(Protocol):
     def value(self) -> bytes: ...
 
 
+class PanicRecord(Protocol):
+    """The RMM stopped in an RMI command (:class:`ccasim.rmm.log.Panicked`)."""
+
+    @property
+    def fid(self) -> int: ...
+    @property
+    def args(self) -> tuple[int, ...]: ...
+    @property
+    def reason(self) -> str: ...
+
+
 class EventRecord(Protocol):
     """A guest program's stop (:class:`ccasim.rmm.log.VcpuEvent`)."""
 
@@ -72,37 +84,43 @@ class EventRecord(Protocol):
     def text(self) -> str: ...
 
 
+Record = SmcRecord | EventRecord | HashRecord | PanicRecord
+
+
 def record_lines(
-    record: SmcRecord | EventRecord | HashRecord,
+    record: Record,
     release: Release,
     level: int | None = LOG_LEVEL_INFO,
     notes: bool = True,
 ) -> list[str]:
     """The lines a trace holds for ``record``: TF-RMM's (if it prints one at ``level``;
     every call when ``level`` is None) and, with ``notes``, ccasim's annotations."""
-    if hasattr(record, "algorithm"):  # a measurement hash: TF-RMM's at VERBOSE
+    found: Any = record  # told apart by what it carries
+    if hasattr(found, "algorithm"):  # a measurement hash: TF-RMM's at VERBOSE
         if level is not None and level < LOG_LEVEL_VERBOSE:
             return []
-        return [measurement_line(record.algorithm, record.value)]  # type: ignore[union-attr]
-    if not hasattr(record, "fid"):  # a guest program that stopped: ccasim's alone
-        return [f"{ANNOTATION}REC {record.rec:x}: {record.text}"] if notes else []  # type: ignore[union-attr]
-    call: SmcRecord = record  # type: ignore[assignment]
+        return [measurement_line(found.algorithm, found.value)]
+    if hasattr(found, "reason"):  # the RMM stopped: TF-RMM prints no line of it
+        call = " ".join(call_text(release, found.fid, found.args).split())
+        return [f"{ANNOTATION}RMM panic in {call}: {found.reason}"] if notes else []
+    if not hasattr(found, "fid"):  # a guest program that stopped: ccasim's alone
+        return [f"{ANNOTATION}REC {found.rec:x}: {found.text}"] if notes else []
     line = format_call(
         release,
-        call.fid,
-        call.args,
-        call.result,
+        found.fid,
+        found.args,
+        found.result,
         LOG_LEVEL_INFO if level is None else level,
         every=level is None,
-        registers=call.registers,
+        registers=found.registers,
     )
     if line is None:
         return []
     lines = [line]
-    if notes and call.condition:
-        lines.append(f"{ANNOTATION}failure condition {call.condition}")
-    if notes and call.note:
-        lines.append(f"{ANNOTATION}{call.note}")
+    if notes and found.condition:
+        lines.append(f"{ANNOTATION}failure condition {found.condition}")
+    if notes and found.note:
+        lines.append(f"{ANNOTATION}{found.note}")
     return lines
 
 
@@ -131,6 +149,6 @@ class TraceWriter:
         """Whether the trace prints measurement hashes (so the RMM must log them)."""
         return self.level is None or self.level >= LOG_LEVEL_VERBOSE
 
-    def __call__(self, record: SmcRecord | EventRecord | HashRecord) -> None:
+    def __call__(self, record: Record) -> None:
         for line in record_lines(record, self.release, self.level, self.notes):
             self._write(line + "\n")

@@ -12,6 +12,7 @@ from ccasim.rmi.types import REALM_FLAG_LPA2, REALM_FLAG_PMU, REALM_FLAG_SVE, Ha
 from ccasim.rmm import rim, s2tt
 from ccasim.rmm.errors import CommandFailure
 from ccasim.rmm.features import RmmFeatures
+from ccasim.rmm.profile import Quirk
 from ccasim.rmm.realm import Realm
 from ccasim.rmm.types import GranuleState, RealmState
 
@@ -87,7 +88,7 @@ def realm_create(rmm: Rmm, rd: int, params_ptr: int) -> tuple[int, ...]:
     rmm.expect_granule(rd, GranuleState.DELEGATED, "rd")
     if not rtt_config_is_valid(params, rmm.mem.platform.pa_bits):
         raise CommandFailure("rtt_num_level")
-    if params.rtt_base % (num * GRANULE_SIZE):
+    if params.rtt_base % (num * GRANULE_SIZE) and Quirk.RTT_ALIGN_UNCHECKED not in rmm.quirks:
         raise CommandFailure("rtt_align")
     rtts = [params.rtt_base + i * GRANULE_SIZE for i in range(num)]
     if not all(rmm.delegable_delegated(addr) for addr in rtts):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ccasim.el3.monitor import RmmPanic
 from ccasim.hw.memory import GRANULE_MASK, GRANULE_SHIFT
 from ccasim.hw.vcpu import Vcpu
 from ccasim.rmi import measurement
@@ -11,6 +12,7 @@ from ccasim.rmi.status import Status
 from ccasim.rmi.structs import RecParams
 from ccasim.rmi.types import REC_RUNNABLE, RecMpidr
 from ccasim.rmm.errors import CommandFailure
+from ccasim.rmm.profile import Quirk
 from ccasim.rmm.rec import Rec
 from ccasim.rmm.types import GranuleState, RealmState, RecState
 
@@ -27,7 +29,15 @@ def rec_aux_count(rmm: Rmm, rd: int) -> tuple[int, ...]:
 
 
 def check_aux(rmm: Rmm, rec: int, aux: list[int]) -> None:
-    """aux_align, aux_alias, aux_state (AuxAligned, AuxAlias, AuxStateEqual: B3.9-B3.13)."""
+    """aux_align, aux_alias, aux_state (AuxAligned, AuxAlias, AuxStateEqual: B3.9-B3.13).
+
+    With Quirk.REC_AUX_UNLOCK_ASSERT, the checks are TF-RMM's (a Debug build): it takes the
+    granules in order, each aligned, delegable and DELEGATED, and one that fails after the
+    first makes it unlock the earlier ones a second time, which stops it. An auxiliary
+    granule that is the REC itself is not its loop's to find (the REC's own check fails later).
+    """
+    if Quirk.REC_AUX_UNLOCK_ASSERT in rmm.quirks:
+        _check_aux_unlocking_twice(rmm, rec, aux)
     seen = {rec}
     for addr in aux:
         if addr & GRANULE_MASK:
@@ -37,6 +47,19 @@ def check_aux(rmm: Rmm, rec: int, aux: list[int]) -> None:
         seen.add(addr)
         if not rmm.delegable_delegated(addr):
             raise CommandFailure("aux_state")
+
+
+def _check_aux_unlocking_twice(rmm: Rmm, rec: int, aux: list[int]) -> None:
+    taken: set[int] = set()
+    for i, addr in enumerate(aux):
+        if addr in taken or not rmm.delegable_delegated(addr):
+            if i == 0:
+                return  # nothing is unlocked twice: the spec's checks give RMI_ERROR_INPUT
+            raise RmmPanic(
+                f"RMI_REC_CREATE: auxiliary granule {i} ({addr:#x}) is not DELEGATED, and the"
+                f" {i} taken before it are unlocked twice: assertion LOCKED(g) failed"
+            )
+        taken.add(addr)
 
 
 def rec_create(rmm: Rmm, rd: int, rec: int, params_ptr: int) -> tuple[int, ...]:

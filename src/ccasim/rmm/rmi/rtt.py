@@ -18,6 +18,7 @@ from ccasim.arch.vmsa import (
     encode_oa,
     oa_field_mask,
 )
+from ccasim.el3.monitor import RmmPanic
 from ccasim.rmi import levels, measurement
 from ccasim.rmi.levels import RTT_PAGE_LEVEL
 from ccasim.rmi.status import Status
@@ -25,6 +26,7 @@ from ccasim.rmi.types import Ripas as RmiRipas
 from ccasim.rmi.types import RttEntryState as RmiRttEntryState
 from ccasim.rmm import s2tt
 from ccasim.rmm.errors import CommandFailure
+from ccasim.rmm.profile import Quirk
 from ccasim.rmm.realm import Realm
 from ccasim.rmm.s2tt import (
     ASSIGNED,
@@ -35,6 +37,7 @@ from ccasim.rmm.s2tt import (
     UNASSIGNED,
     UNASSIGNED_NS,
     Rtte,
+    Walk,
 )
 from ccasim.rmm.types import GranuleState, RealmState, RecState, Ripas
 
@@ -75,9 +78,30 @@ def check_structure_args(realm: Realm, ipa: int, level: int) -> None:
         raise CommandFailure("ipa_bound")
 
 
-def check_unprotected_args(realm: Realm, ipa: int, level: int) -> None:
+def lowest_unprotected_level(rmm: Rmm, realm: Realm) -> int:
+    """The lowest level RTT_MAP_UNPROTECTED and RTT_UNMAP_UNPROTECTED accept: the starting
+    level or the lowest block level (level_bound); just the latter with
+    Quirk.UNPROTECTED_LEVEL_CRASH."""
+    if Quirk.UNPROTECTED_LEVEL_CRASH in rmm.quirks:
+        return MIN_BLOCK_LEVEL
+    return max(realm.rtt_level_start, MIN_BLOCK_LEVEL)
+
+
+def walk_unprotected(rmm: Rmm, realm: Realm, ipa: int, level: int) -> Walk:
+    """The RTT walk of RTT_MAP_UNPROTECTED and RTT_UNMAP_UNPROTECTED, once every check has
+    passed. A level below the starting level (Quirk.UNPROTECTED_LEVEL_CRASH) leaves the walk
+    with no table to read: the RMM crashes."""
+    if level < realm.rtt_level_start:
+        raise RmmPanic(
+            f"the RTT walk to level {level} of a realm starting at level "
+            f"{realm.rtt_level_start} reads a table that does not exist (a NULL pointer)"
+        )
+    return rmm.rtt_walk(realm, ipa, level)
+
+
+def check_unprotected_args(rmm: Rmm, realm: Realm, ipa: int, level: int) -> None:
     """level_bound, ipa_align, ipa_bound of RTT_MAP_UNPROTECTED and RTT_UNMAP_UNPROTECTED."""
-    if not max(realm.rtt_level_start, MIN_BLOCK_LEVEL) <= level <= RTT_PAGE_LEVEL:
+    if not lowest_unprotected_level(rmm, realm) <= level <= RTT_PAGE_LEVEL:
         raise CommandFailure("level_bound")
     if not levels.addr_is_level_aligned(ipa, level):
         raise CommandFailure("ipa_align")
@@ -179,6 +203,8 @@ def rtt_read_entry(rmm: Rmm, rd: int, ipa: int, level: int) -> tuple[int, ...]:
         return (walk.level, RmiRttEntryState.UNASSIGNED, 0, RMI_RIPAS[entry.ripas])
     if state is ASSIGNED:
         desc = encode_oa(entry.addr, realm.feat_lpa2)
+        if entry.ripas is DESTROYED and Quirk.READ_ENTRY_DESTROYED_NO_DESC in rmm.quirks:
+            desc = 0
         return (walk.level, RmiRttEntryState.ASSIGNED, desc, RMI_RIPAS[entry.ripas])
     if state is TABLE:
         desc = encode_oa(entry.addr, realm.feat_lpa2)
@@ -193,7 +219,7 @@ def rtt_map_unprotected(rmm: Rmm, rd: int, ipa: int, level: int, desc: int) -> t
     """B4.3.19: map the NS granule (or block) that ``desc`` names at Unprotected ``ipa``."""
     level = signed64(level)  # an Int64 argument (B4.4)
     realm = rmm.find_realm(rd)
-    if not max(realm.rtt_level_start, MIN_BLOCK_LEVEL) <= level <= RTT_PAGE_LEVEL:
+    if not lowest_unprotected_level(rmm, realm) <= level <= RTT_PAGE_LEVEL:
         raise CommandFailure("level_bound")
     if not desc_is_valid_for_unprotected(desc, realm.feat_lpa2):
         raise CommandFailure("attr_valid")
@@ -202,8 +228,8 @@ def rtt_map_unprotected(rmm: Rmm, rd: int, ipa: int, level: int, desc: int) -> t
         raise CommandFailure("addr_align")
     # addr_bound (a PA at or above 2^48 without LPA2) cannot hold: without LPA2 the descriptor
     # has no field for those address bits, and setting them fails attr_valid above.
-    check_unprotected_args(realm, ipa, level)
-    walk = rmm.rtt_walk(realm, ipa, level)
+    check_unprotected_args(rmm, realm, ipa, level)
+    walk = walk_unprotected(rmm, realm, ipa, level)
     if walk.level < level:
         raise CommandFailure("rtt_walk", Status.ERROR_RTT, walk.level)
     if walk.rtte.state is not UNASSIGNED_NS:
@@ -218,8 +244,8 @@ def rtt_unmap_unprotected(rmm: Rmm, rd: int, ipa: int, level: int) -> tuple[int,
     """B4.3.22: remove the mapping at Unprotected ``ipa``; X1 = top (next live IPA)."""
     level = signed64(level)  # an Int64 argument (B4.4)
     realm = rmm.find_realm(rd)
-    check_unprotected_args(realm, ipa, level)
-    walk = rmm.rtt_walk(realm, ipa, level)
+    check_unprotected_args(rmm, realm, ipa, level)
+    walk = walk_unprotected(rmm, realm, ipa, level)
     rtt = rmm.rtts[walk.rtt_addr]
     if walk.level < level:
         top = s2tt.skip_non_live(rtt, walk.level, ipa)
@@ -252,6 +278,9 @@ def rtt_init_ripas(rmm: Rmm, rd: int, base: int, top: int) -> tuple[int, ...]:
         raise CommandFailure("top_bound")
     if top & GRANULE_MASK:
         raise CommandFailure("top_gran_align")
+    quirks = rmm.quirks
+    if base & GRANULE_MASK and Quirk.INIT_RIPAS_BASE_INPUT in quirks:
+        raise CommandFailure("base_align [init-ripas-base-input]")
     if realm.state is not RealmState.NEW:
         raise CommandFailure("realm_state", Status.ERROR_REALM)
     walk = rmm.rtt_walk(realm, base, RTT_PAGE_LEVEL)
@@ -259,8 +288,14 @@ def rtt_init_ripas(rmm: Rmm, rd: int, base: int, top: int) -> tuple[int, ...]:
         raise CommandFailure("base_align", Status.ERROR_RTT, walk.level)
     if walk.rtte.state is not UNASSIGNED:
         raise CommandFailure("rtte_state", Status.ERROR_RTT, walk.level)
+    if walk.rtte.ripas is DESTROYED and Quirk.INIT_RIPAS_REFUSES_DESTROYED in quirks:
+        raise CommandFailure(
+            "rtte_state [init-ripas-refuses-destroyed]", Status.ERROR_RTT, walk.level
+        )
     rtt = rmm.rtts[walk.rtt_addr]
     walk_top = s2tt.skip_entries_with_ripas(rtt, walk.level, base, top, False)
+    if Quirk.INIT_RIPAS_STOPS_EARLY in quirks:
+        walk_top = s2tt.skip_unassigned_living(rtt, walk.level, base, walk_top)
     if walk_top == base:
         raise CommandFailure("no_progress", Status.ERROR_RTT, walk.level)
 
