@@ -21,6 +21,7 @@ from ccasim.rmi.types import RttEntryState
 from ccasim.rmm.profile import PROFILES, QUIRK_CLASS, Quirk, profile
 from ccasim.trace import TraceWriter
 from support import GRANULE, Host, snapshot
+from test_run import PLATFORM, cli, image, predicted_rim, run_json
 
 
 def pair(*quirks: str) -> tuple[Host, Host]:
@@ -248,3 +249,34 @@ def test_a_panic_is_in_the_trace(tmp_path):
         f"ccasim: RMM panic in SMC_RMI_RTT_UNMAP_UNPROTECTED {realm.rd:x} 80000000 1: "
         f"{m.rmm_panic.reason}\n"
     ]
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+
+def test_run_and_measure_take_the_profile(capsys, tmp_path):
+    """``ccasim run --rmm-profile tfrmm-1.0`` boots the realm on the TF-RMM profile, whose
+    RIM is what ``ccasim measure --rmm-profile tfrmm-1.0`` predicts for the same launch (no
+    quirk meets a VMM's construction, and measure says so)."""
+    status, report, err = run_json(capsys, "-m", "64M", "--rmm-profile", "tfrmm-1.0",
+                                   "--rmm-quirk", "x4-preserved")  # fmt: skip
+    assert status == 0, err
+    assert report["platform"]["rmm_profile"] == "tfrmm-1.0" and report["rim_as_predicted"]
+    measured = report["measurements"]["RIM"]
+    kernel = image(tmp_path)  # the default guest's image, which the run embeds
+    tfrmm = [*PLATFORM, "--rmm-profile", "tfrmm-1.0"]
+    assert predicted_rim(capsys, "-c", "2", "-m", "64M", "-k", kernel, platform=tfrmm) == measured
+    status, _, err = cli(capsys, "measure", *PLATFORM, "--rmm-profile", "tfrmm-1.0-debug",
+                         "kvmtool", "--realm", "-c", "2", "-m", "64M", "-k", kernel)  # fmt: skip
+    assert status == 0 and "the measurements are the spec's" in err
+    status, _, err = cli(capsys, "run", "--rmm-profile", "tfrmm-2")
+    assert status == 2 and "tfrmm-2" in err and len(err.splitlines()) == 1
+
+
+def test_a_platform_without_hpmn0_refuses_a_pmu_with_no_counters(capsys):
+    """B3.34 RealmParamsSupported: a PMU with 0 counters needs FEAT_HPMN0."""
+    argv = ("-m", "64M", "--pmu-num-ctrs", "0", "--pmu")
+    status, report, err = run_json(capsys, *argv, "--hpmn0", "false")
+    assert status == 1 and "RMI_REALM_CREATE failed" in report["refused"]
+    status, report, err = run_json(capsys, *argv)
+    assert status == 0, err

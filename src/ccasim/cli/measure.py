@@ -16,6 +16,7 @@ from ccasim.cli.capabilities import capability_options, read_capabilities
 from ccasim.cli.files import read_file, write_file
 from ccasim.cli.numbers import ADDRESS, REGISTER, parse_hex_bytes, parse_number
 from ccasim.measure import Blob, Capabilities, Launch, LaunchError, Region, RimCalculator
+from ccasim.rmm.profile import PROFILES, Quirk, RmmProfile, profile
 from ccasim.vmm import kvmtool as kvmtool_vmm
 from ccasim.vmm import qemu as qemu_vmm
 from ccasim.vmm.capabilities import HASH_ALGOS
@@ -83,6 +84,15 @@ files (-c, stackable; each file can only lower what the ones before allowed).
     default="hex",
     show_default=True,
 )
+@click.option(
+    "--rmm-profile", type=click.Choice(list(PROFILES)), metavar="NAME",
+    help="The RMM the target runs: " + ", ".join(PROFILES) + " (default spec).",
+)  # fmt: skip
+@click.option(
+    "--rmm-quirk", "rmm_quirks", multiple=True, type=click.Choice([q.value for q in Quirk]),
+    metavar="QUIRK", help="A quirk of a real RMM to switch on besides the profile's ("
+    + ", ".join(q.value for q in Quirk) + "); repeatable.",
+)  # fmt: skip
 @click.option("--corim", metavar="FILE", help="Also write reference values as a CoMID (JSON).")
 @click.option(
     "--corim-template", metavar="FILE", help="A CoMID (JSON) whose identity and class to keep."
@@ -132,6 +142,9 @@ def _report(opts: dict, image: Launch) -> None:
 
     for note in image.notes:
         click.echo(f"ccasim: note: {note}", err=True)
+    rmm = profile(opts["rmm_profile"] or "spec", *opts["rmm_quirks"])
+    if rmm.quirks:
+        click.echo(f"ccasim: note: {profile_note(rmm)}", err=True)
     if opts["verbose"]:
         for step in calculator.steps:
             click.echo(f"{step.rim[:size].hex()}  {step.what}")
@@ -144,6 +157,18 @@ def _report(opts: dict, image: Launch) -> None:
     else:
         for n, v in zip(names, values, strict=True):
             click.echo(f"{n}: {base64.b64encode(v).decode() if fmt == 'base64' else v.hex()}")
+
+
+def profile_note(rmm: RmmProfile) -> str:
+    """What an RMM profile changes in the measurements of a VMM's launch: nothing. The
+    construction measured here runs RTT_INIT_RIPAS over 4 KiB-aligned ranges of fresh
+    UNASSIGNED EMPTY entries before any DATA_CREATE, so no quirk's condition is met (the
+    RIPAS quirks need a misaligned base or an ASSIGNED or DESTROYED entry in the range; the
+    others touch no measurement)."""
+    return (
+        f"RMM {rmm.name}: none of its quirks meets this construction (RTT_INIT_RIPAS over"
+        " fresh entries before any DATA_CREATE): the measurements are the spec's"
+    )
 
 
 def comid(hash_algo: str, values: list[bytes], rpv: bytes, template: dict | None = None) -> dict:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from ccasim.hw.platform import GiB, fvp_base
 from ccasim.machine import Machine
 from ccasim.rmm.features import RmmFeatures
+from ccasim.rmm.profile import RmmProfile
 from ccasim.vmm.capabilities import Capabilities
 
 DEFAULT_HOST_RAM = 32 * GiB
@@ -39,8 +40,9 @@ def full_caps(given: Capabilities) -> Capabilities:
     )
 
 
-def rmm_features(caps: Capabilities) -> RmmFeatures:
-    """The RMM features of a platform offering ``caps`` (complete: see :func:`full_caps`)."""
+def rmm_features(caps: Capabilities, hpmn0: bool = True) -> RmmFeatures:
+    """The RMM features of a platform offering ``caps`` (complete: see :func:`full_caps`),
+    with or without FEAT_HPMN0."""
     assert caps.ipa_bits is not None and caps.sve_vl is not None
     return RmmFeatures(
         max_ipa_width=caps.ipa_bits,
@@ -53,6 +55,7 @@ def rmm_features(caps: Capabilities) -> RmmFeatures:
         pmu_num_ctrs=caps.pmu_num_ctrs or 0,
         sha_256=caps.hash_algo in (None, "sha256"),
         sha_512=caps.hash_algo in (None, "sha512"),
+        hpmn0=hpmn0,
     )
 
 
@@ -60,11 +63,14 @@ def make_machine(
     caps: Capabilities,
     host_ram: int = DEFAULT_HOST_RAM,
     fallback: tuple[str, Mapping[str, int | bytes | str]] | None = None,
+    rmm_profile: RmmProfile | str = "spec",
+    hpmn0: bool = True,
 ) -> Machine:
-    """The machine: FVP memory map (52-bit PAs with LPA2), ``host_ram`` of DRAM."""
+    """The machine: FVP memory map (52-bit PAs with LPA2), ``host_ram`` of DRAM, the RMM
+    ``rmm_profile`` models (:mod:`ccasim.rmm.profile`)."""
     if host_ram <= DRAM0 or host_ram % (2 << 20):
         raise ValueError(f"the host's RAM must be a multiple of 2 MiB above {DRAM0 >> 30} GiB")
-    features = rmm_features(caps)
+    features = rmm_features(caps, hpmn0)
     pa_bits = 52 if features.lpa2 else 48
     platform = fvp_base(pa_bits, dram0_size=DRAM0, dram1_size=host_ram - DRAM0)
-    return Machine(platform, features=features, fallback=fallback)
+    return Machine(platform, features=features, fallback=fallback, rmm_profile=rmm_profile)

@@ -29,12 +29,14 @@ from ccasim.cli.measure import Bool
 from ccasim.cli.numbers import COUNT, parse_hex_bytes, parse_number
 from ccasim.cli.platform import DEFAULT_HOST_RAM, full_caps, make_machine
 from ccasim.cli.trace import FORMATS, LEVELS, trace_level
+from ccasim.el3.monitor import RmmPanic
 from ccasim.guest.image import kernel_image
 from ccasim.guest.registry import lookup, programs
 from ccasim.guest.runtime import find_image
 from ccasim.isa import LoadError, StopReason
 from ccasim.kvm import Kvm
 from ccasim.measure import RimCalculator
+from ccasim.rmm.profile import PROFILES, Quirk, profile
 from ccasim.trace import TraceWriter
 from ccasim.vmm import kvmtool
 from ccasim.vmm.capabilities import HASH_ALGOS, Capabilities
@@ -95,6 +97,16 @@ RUN_SETTINGS = {"ignore_unknown_options": True, "allow_extra_args": True}
 @click.option("--lpa2", type=Bool(), help="Whether the RMM supports LPA2 (52-bit IPAs).")
 @click.option("--hash-algo", type=click.Choice(HASH_ALGOS), help="The only hash the RMM offers.")
 @click.option("--host-ram", metavar="SIZE", help="The host's DRAM (default 32G).")
+@click.option("--hpmn0", type=Bool(), help="Whether the platform has FEAT_HPMN0 (default true).")
+@click.option(
+    "--rmm-profile", type=click.Choice(list(PROFILES)), metavar="NAME",
+    help="The RMM modelled: " + ", ".join(PROFILES) + " (default spec).",
+)  # fmt: skip
+@click.option(
+    "--rmm-quirk", "rmm_quirks", multiple=True, type=click.Choice([q.value for q in Quirk]),
+    metavar="QUIRK", help="A quirk of a real RMM to switch on besides the profile's ("
+    + ", ".join(q.value for q in Quirk) + "); repeatable.",
+)  # fmt: skip
 @click.option("--challenge", metavar="HEX", help="The attestation challenge (32-64 bytes).")
 @click.option("--seed", type=COUNT, help="Seed of the vCPU threads' interleaving (default 0).")
 @click.option("--timeout", type=COUNT, help="Stop the realm after this many seconds.")
@@ -154,8 +166,10 @@ def run(ctx: click.Context, **opts: Any) -> int:
         raise click.ClickException(str(e)) from None
     plan = _guest_plan(launch, program, params, chosen=opts["guest"] is not None or bool(args))
     fallback = (program, params) if plan.in_place else None
+    rmm_profile = profile(opts["rmm_profile"] or "spec", *opts["rmm_quirks"])
+    hpmn0 = opts["hpmn0"] if opts["hpmn0"] is not None else True
     try:
-        machine = make_machine(caps, host_ram, fallback)
+        machine = make_machine(caps, host_ram, fallback, rmm_profile, hpmn0)
     except ValueError as e:
         raise click.ClickException(f"--host-ram: {e}") from None
     trace = _open_trace(opts["trace_file"])
@@ -191,10 +205,13 @@ def run(ctx: click.Context, **opts: Any) -> int:
         outcome.collect(machine, vmm, result, recorder)
     except VmmError as e:
         outcome.refused = f"the host refused the realm: {e}"
+    except RmmPanic as e:  # the modelled RMM crashed: the host can do nothing more
+        outcome.refused = str(e)
     finally:
         t = time.perf_counter()
         with recorder.progress("teardown", launch, show_progress):
-            vmm.close()
+            if machine.rmm_panic is None:
+                vmm.close()
         times["teardown"] = time.perf_counter() - t
         if trace is not None:
             trace.close()
@@ -205,8 +222,9 @@ def run(ctx: click.Context, **opts: Any) -> int:
         outcome.token, cpak, expect_rim=outcome.rim, expect_rpv=launch.rpv, challenge=challenge
     ) if outcome.token else None  # fmt: skip
     report = summary.build(
-        launch, caps, plan, predicted, outcome, verdict, recorder, vmm, times, challenge
-    )
+        launch, caps, plan, predicted, outcome, verdict, recorder, vmm, times, challenge,
+        machine.rmm_profile.name,
+    )  # fmt: skip
     problem = report["error"] = summary.problem(report)
     if opts["report_file"] and not outcome.refused:
         from ccasim.cli.report import write_report  # the report's imports only when asked

@@ -209,6 +209,7 @@ def build(
     vmm: RealmVmm,
     times: dict[str, float],
     challenge: bytes,
+    rmm_profile: str = "spec",
 ) -> dict[str, Any]:
     """The summary as plain data (what ``--json`` prints)."""
     algo = launch.caps.hash_algo or "sha256"
@@ -251,7 +252,7 @@ def build(
                 "in_place_of_aarch64": plan.in_place,
             },
         },
-        "platform": {k: v for k, v in vars(caps).items()},
+        "platform": {**vars(caps), "rmm_profile": rmm_profile},
         "measurements": measurements,
         "predicted_rim": predicted[0][:size].hex(),
         "rim_as_predicted": bool(outcome.rim) and outcome.rim == predicted[0][:size],
@@ -333,6 +334,8 @@ def print_text(report: dict[str, Any]) -> None:
     params = " ".join(f"{k}={v}" for k, v in g["params"].items())
     place = " (in place of the AArch64 code)" if g["in_place_of_aarch64"] else ""
     echo(f"   guest: {g['program']} {params}".rstrip() + f" from {g['source']}{place}")
+    if report["platform"]["rmm_profile"] != "spec":
+        echo(f"   RMM: {report['platform']['rmm_profile']}")
     for image in r["images"]:
         echo(f"   {image['name']:<8} {image['ipa']:#x}  {image['size']} bytes")
     echo("== measurements")

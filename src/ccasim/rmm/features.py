@@ -36,6 +36,10 @@ class RmmFeatures:
     rec_aux_count: int = 16
     vmid_bits: int = 16
     min_ipa_width: int = 32
+    #: The platform has FEAT_HPMN0: a realm's PMU may have 0 event counters. Without it
+    #: MDCR_EL2.HPMN = 0 is CONSTRAINED UNPREDICTABLE, and the RMM refuses such a realm
+    #: (RealmParamsSupported, B3.34), as TF-RMM does on such a platform.
+    hpmn0: bool = True
 
     def __post_init__(self) -> None:
         ranges = {

@@ -41,6 +41,7 @@ def params_are_supported(params: RealmParams, features: RmmFeatures) -> bool:
         and features.min_ipa_width <= params.s2sz <= min(features.max_ipa_width, 52 if lpa2 else 48)
         and (not sve or (features.sve and params.sve_vl <= features.max_sve_vl))
         and (not pmu or (features.pmu and params.pmu_num_ctrs <= features.pmu_num_ctrs))
+        and (not pmu or params.pmu_num_ctrs > 0 or features.hpmn0)
         and 1 <= params.num_bps <= features.num_bps - 1
         and 1 <= params.num_wps <= features.num_wps - 1
     )
