@@ -12,6 +12,7 @@ import sys
 import click
 
 from ccasim import __version__
+from ccasim.cli.diff import diff
 from ccasim.cli.guest import guest
 from ccasim.cli.measure import measure
 from ccasim.cli.run import run
@@ -30,6 +31,7 @@ cli.add_command(token)
 cli.add_command(run)
 cli.add_command(guest)
 cli.add_command(trace)
+cli.add_command(diff)
 
 
 def main(argv: list[str] | None = None) -> int:
