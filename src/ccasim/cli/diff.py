@@ -38,13 +38,13 @@ Exit status: 0 when no difference was found, 1 when some were, 2 for a bad optio
               help="How many seeds (one sequence each).")  # fmt: skip
 @click.option("--length", type=COUNT, default=200, show_default=True,
               help="Steps per sequence, at most.")  # fmt: skip
-@click.option("--minutes", type=float, help="Stop after this long (the seeds not run are left).")
+@click.option("--minutes", type=COUNT, help="Stop after this many minutes, seeds left or not.")
 @click.option("--workers", type=COUNT, default=1, show_default=True, help="Processes.")
 @click.option("--json", "json_file", metavar="FILE", help="Also write the report as JSON.")
 @click.option("--no-shrink", is_flag=True, help="Report the first sequences as they are.")
 @click.option("--print-abi", is_flag=True, help="Print the C header of the external RMM ABI.")
 def diff(
-    rmm_a: str, rmm_b: str, seed: int, sequences: int, length: int, minutes: float | None,
+    rmm_a: str, rmm_b: str, seed: int, sequences: int, length: int, minutes: int | None,
     workers: int, json_file: str | None, no_shrink: bool, print_abi: bool,
 ) -> int:  # fmt: skip
     """Run generated RMI sequences on two RMMs and report each class of difference.
@@ -60,8 +60,8 @@ def diff(
     if print_abi:
         click.echo(ABI_HEADER.read_text(), nl=False)
         return 0
-    if minutes is not None and minutes <= 0:
-        raise click.BadParameter("must be more than 0", param_hint="--minutes")
+    if minutes == 0:
+        raise click.BadParameter("must be at least 1", param_hint="--minutes")
     for name in (rmm_a, rmm_b):
         try:
             open_rmm(name)
