@@ -281,6 +281,8 @@ class Campaign:
                 return any(d.key == key for d in replay(a, b, steps))
 
             found.reproducer = shrink(found.sequence, keeps)
+            # what the reproducer itself shows (the values may differ from the long sequence's)
+            found.difference = next(d for d in replay(a, b, found.reproducer) if d.key == key)
             found.quirks = self._quirks(a, b, found)
 
     @staticmethod

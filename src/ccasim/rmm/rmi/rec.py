@@ -56,8 +56,8 @@ def _check_aux_unlocking_twice(rmm: Rmm, rec: int, aux: list[int]) -> None:
             if i == 0:
                 return  # nothing is unlocked twice: the spec's checks give RMI_ERROR_INPUT
             raise RmmPanic(
-                f"RMI_REC_CREATE: auxiliary granule {i} ({addr:#x}) is not DELEGATED, and the"
-                f" {i} taken before it are unlocked twice: assertion LOCKED(g) failed"
+                f"RMI_REC_CREATE: auxiliary granule {i} ({addr:#x}) fails its check after {i}"
+                " were taken, which are unlocked a second time: assertion LOCKED(g) failed"
             )
         taken.add(addr)
 
