@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 import ccasim
 import kvm_programs  # noqa: F401  (registers the guest programs)
 from ccasim import guest
-from ccasim.hw.gpt import Pas
-from ccasim.kvm import Kvm, KvmError, Owner, uapi
-from ccasim.kvm.memory import DELEGATED, GuestMemfd, UserMemory
+from ccasim.check import check_host_pages
+from ccasim.kvm import Kvm, KvmError, uapi
+from ccasim.kvm.memory import GuestMemfd, UserMemory
 from ccasim.kvm.sched import WouldBlockForever
 from ccasim.kvm.vcpu import Vcpu
 from ccasim.kvm.vm import Vm
@@ -205,17 +205,12 @@ def _copy(run: uapi.KvmRun) -> uapi.KvmRun:
 
 
 def audit(kvm: Kvm) -> dict[str, int]:
-    """The host's page accounting agrees with the machine: every page the kernel counts as
-    delegated is in the Realm PAS, every other page it holds (or that is free) is not, and
-    the counts add up. Returns the counts."""
+    """The host's page accounting agrees with the machine (ccasim.check.check_host_pages:
+    each page the kernel gave the RMM is in that state, every granule the RMM holds is one of
+    those or leaked), and the counts add up. Returns the counts."""
     counts = kvm.page_counts()
     assert sum(counts.values()) == kvm.pages.total
-    realm_pas = {pa for pa, pas in kvm.machine.debug_state().gpt.items() if pas is Pas.REALM}
-    owners = kvm.pages.owners
-    delegated = {pa for pa, owner in owners.items() if owner in DELEGATED}
-    assert delegated <= realm_pas, sorted(hex(pa) for pa in delegated - realm_pas)[:8]
-    strays = {pa for pa in realm_pas - delegated if owners.get(pa) is not Owner.LEAKED}
-    assert not strays, f"delegated pages the kernel lost track of: {sorted(map(hex, strays))[:8]}"
+    check_host_pages(kvm, kvm.machine)
     return counts
 
 

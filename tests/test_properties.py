@@ -14,17 +14,15 @@ state a command expects so that deep paths are reached. After every call it chec
   states fit their IPA half, realms only move forward and keep their RIM once active, ...).
 """
 
-from collections import Counter
-
 from hypothesis import given
 from hypothesis import strategies as st
 
 import ccasim
+from ccasim.check import InvariantChecker, check_structure
 from ccasim.hw import Pas
-from ccasim.rmi import FID, RealmParams, RecEnter, RecParams, levels
+from ccasim.rmi import FID, RealmParams, RecEnter, RecParams
 from ccasim.rmi.types import RecMpidr
-from ccasim.rmm.s2tt import ASSIGNED, ASSIGNED_NS, TABLE, UNASSIGNED, UNASSIGNED_NS
-from ccasim.rmm.types import GranuleState, RealmState, RecState, Ripas
+from ccasim.rmm.types import RealmState
 from support import GRANULE, Host, snapshot
 
 POOL = 40
@@ -46,85 +44,24 @@ NS_DESC = 0b101 << 2 | 0b11 << 6
 REALM_ORDER = [RealmState.NEW, RealmState.ACTIVE, RealmState.SYSTEM_OFF]
 
 
-def check_invariants(m: ccasim.Machine, pool: list[int]) -> None:
-    """The invariants ccasim.rmm.types documents, over the machine's debug view."""
-    machine = m.debug_state()
-    rmm = machine.rmm
-    for pa, state in rmm.granules.items():
-        assert state is not GranuleState.UNDELEGATED
-        assert m.granule_pas(pa) is Pas.REALM, f"{pa:#x} in {state} but not in the Realm PAS"
-        assert (state is GranuleState.RD) == (pa in rmm.realms)
-        assert (state is GranuleState.REC) == (pa in rmm.recs)
-        assert (state is GranuleState.RTT) == (pa in rmm.rtts)
-        if state is GranuleState.DELEGATED:  # holds nothing: it reads as zeros
-            assert pa not in machine.memory, f"DELEGATED {pa:#x} holds data"
+def check_ns_access(m: ccasim.Machine, pool: list[int]) -> None:
+    """A Normal-world access succeeds exactly on NS granules (the GPT, through the bus)."""
     for pa in pool:
-        # GPT and granule state agree; an NS access succeeds exactly on NS granules
-        assert (m.granule_pas(pa) is Pas.REALM) == (pa in rmm.granules)
         try:
             m.ns_read(pa, 8)
             assert m.granule_pas(pa) is Pas.NS
         except ccasim.GranuleProtectionFault:
             assert m.granule_pas(pa) is not Pas.NS
 
-    parents: Counter = Counter()
-    data_refs: Counter = Counter()
-    for realm in rmm.realms.values():
-        assert realm.state in RealmState
-        assert rmm.granules[realm.rd] is GranuleState.RD
-        for index, addr in enumerate(realm.starting_rtts()):
-            parents[addr] += 1
-            level = realm.rtt_level_start
-            base = index * levels.entries_per_rtt(level) * levels.level_size(level)
-            check_rtt_tree(rmm, realm, addr, level, base, parents, data_refs)
-    assert set(parents) == set(rmm.rtts) and set(parents.values()) <= {1}
-    data = {pa for pa, s in rmm.granules.items() if s is GranuleState.DATA}
-    assert set(data_refs) == data and set(data_refs.values()) <= {1}
-    aux = Counter(a for rec in rmm.recs.values() for a in rec.aux)
-    assert set(aux) == {pa for pa, s in rmm.granules.items() if s is GranuleState.REC_AUX}
-    assert set(aux.values()) <= {1}
-    for rec in rmm.recs.values():
-        assert rec.state is RecState.READY  # REC_RUNNING exists only inside REC_ENTER
-        assert rmm.granules[rec.owner] is GranuleState.RD
-    owners = Counter(rec.owner for rec in rmm.recs.values())
-    assert all(rmm.realms[rd].num_recs == owners[rd] for rd in rmm.realms)
-    assert rmm.vmids == {realm.vmid for realm in rmm.realms.values()}
-
-
-def check_rtt_tree(rmm, realm, addr, level, base, parents, data_refs) -> None:
-    """RmmRttEntry (C1.29): entries at Protected IPAs are UNASSIGNED, ASSIGNED or TABLE, at
-    Unprotected IPAs UNASSIGNED_NS, ASSIGNED_NS or TABLE; an ASSIGNED entry maps a DATA
-    granule, a TABLE entry an RTT one level down; blocks are aligned to their level."""
-    size = levels.level_size(level)
-    for i, entry in enumerate(rmm.rtts[addr]):
-        ipa = base + i * size
-        protected = ipa < 1 << (realm.ipa_width - 1)
-        allowed = (
-            (UNASSIGNED, ASSIGNED, TABLE) if protected else (UNASSIGNED_NS, ASSIGNED_NS, TABLE)
-        )
-        assert entry.state in allowed, f"{entry} at IPA {ipa:#x}"
-        if not protected or entry.state is TABLE:
-            assert entry.ripas is Ripas.EMPTY, f"{entry} at IPA {ipa:#x} carries a RIPAS"
-        if entry.state is TABLE:
-            assert level < levels.RTT_PAGE_LEVEL
-            assert rmm.granules.get(entry.addr) is GranuleState.RTT
-            parents[entry.addr] += 1
-            check_rtt_tree(rmm, realm, entry.addr, level + 1, ipa, parents, data_refs)
-        elif entry.state is ASSIGNED:
-            assert entry.addr % size == 0 and level >= 1
-            for page in range(entry.addr, entry.addr + size, GRANULE):
-                assert rmm.granules.get(page) is GranuleState.DATA
-                data_refs[page] += 1
-        elif entry.state is ASSIGNED_NS:
-            assert entry.addr % size == 0 and rmm.granules.get(entry.addr) is None
-
 
 class Scenario:
     """A machine with one realm and a pool of granules for random commands to use."""
 
     def __init__(self) -> None:
-        self.host = Host(rec_aux_count=2)
-        self.m = self.host.m
+        machine = ccasim.Machine(rec_aux_count=2)
+        self.checker = InvariantChecker(machine)  # every invariant, around every SMC
+        self.host = Host(machine=machine)
+        self.m = machine
         self.pool = [self.host.alloc() for _ in range(POOL)]
         self.ns = self.host.ns_page(b"\x77" * GRANULE)  # source of DATA, params, run
         new = self.host.realm(vmid=10)
@@ -213,24 +150,20 @@ def operation(data, sc: Scenario) -> tuple[int, ...]:
 
 @given(st.data())
 def test_random_rmi_sequences_keep_the_invariants(data):
+    """ccasim.check's invariants around every call (the checker raises on a violation), a
+    Normal-world access succeeding exactly on NS granules, and a failing call changing
+    nothing."""
     sc = Scenario()
-    check_invariants(sc.m, sc.pool)
+    check_structure(sc.m)
+    check_ns_access(sc.m, sc.pool)
     for _ in range(data.draw(st.integers(1, 40))):
         call = operation(data, sc)
         before = snapshot(sc.m)
-        realms = sc.m.debug_state().rmm.realms
         x = sc.m.smc(*call)
         if x[0] != 0:
             assert snapshot(sc.m) == before, f"failed {sc.m.rmm_log[-1]} changed state"
-        elif call[0] == FID.GRANULE_UNDELEGATE:
-            assert sc.m.ns_read(call[1], GRANULE) == bytes(GRANULE)
-        check_invariants(sc.m, sc.pool)
-        for rd, after in sc.m.debug_state().rmm.realms.items():
-            if rd in realms:  # RealmState: forward only; the RIM is fixed once not NEW
-                old = realms[rd]
-                assert REALM_ORDER.index(after.state) >= REALM_ORDER.index(old.state)
-                if old.state is not RealmState.NEW:
-                    assert after.measurements[0] == old.measurements[0]
+        check_ns_access(sc.m, sc.pool)
+    assert sc.checker.smcs >= 1 and sc.checker.checks >= 2 * sc.checker.smcs
 
 
 @given(st.integers(0, 2**64 - 1), st.lists(st.integers(0, 2**64 - 1), max_size=6))

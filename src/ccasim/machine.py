@@ -105,6 +105,7 @@ class Machine:
         self._monitor = Monitor(self._memory, attestation)
         self._rmm = Rmm(self._memory, self._monitor, self._pe, features, profile(rmm_profile))
         self._monitor.rmm = self._rmm
+        self._interceptor: Callable[..., tuple[int, ...]] | None = None
         self.rmm_log: list[LogRecord] = []
         if trace:
             self.on_rmm_log(self.rmm_log.append)
@@ -121,7 +122,22 @@ class Machine:
         so this is the EL3 monitor's entry itself (``Monitor.smc_from_ns``), with no call in
         between: the first access looks it up, later ones find it on the machine.
         """
-        return self._monitor.smc_from_ns
+        call = self._monitor.smc_from_ns
+        interceptor = self._interceptor
+        if interceptor is None:
+            return call
+
+        def intercepted(fid: int, *args: int) -> tuple[int, int, int, int, int]:
+            return interceptor(call, fid, args)  # type: ignore[return-value]
+
+        return intercepted
+
+    def intercept_smc(self, interceptor: Callable[..., tuple[int, ...]]) -> None:
+        """Route every Normal-world SMC through ``interceptor(smc, fid, args)``, which makes
+        the call and returns its result (a debug hook: :mod:`ccasim.check` uses it). Install
+        it before anything takes :attr:`smc` (a host kernel keeps the function it found)."""
+        self._interceptor = interceptor
+        self.__dict__.pop("smc", None)
 
     def ns_write(self, pa: int, data: bytes) -> None:
         """A Normal-world write of ``data`` at physical address ``pa``.
@@ -181,6 +197,11 @@ class Machine:
     def granule_pas(self, pa: int) -> Pas:
         """The GPT entry of the granule holding ``pa``."""
         return self._memory.gpt.pas(pa)
+
+    def realms(self) -> dict[int, str]:
+        """The realms the RMM holds: RD -> state ("REALM_NEW", "REALM_ACTIVE",
+        "REALM_SYSTEM_OFF")."""
+        return {rd: realm.state.value for rd, realm in self._rmm.realms.items()}
 
     def realm_measurements(self, rd: int) -> list[bytes]:
         """[RIM, REM0, REM1, REM2, REM3] of the realm whose RD is at ``rd``, each the realm's

@@ -22,6 +22,7 @@ from typing import Any, TextIO
 import click
 
 from ccasim import attest
+from ccasim.check import InvariantChecker, InvariantViolation, check_host_pages
 from ccasim.cli import summary
 from ccasim.cli.capabilities import capability_options, read_capabilities
 from ccasim.cli.launchfile import CAPS_KEYS, load_launch
@@ -133,6 +134,10 @@ RUN_SETTINGS = {"ignore_unknown_options": True, "allow_extra_args": True}
     help="TF-RMM's LOG_LEVEL (its calls at 40 and up), or 'all' for every call.",
 )
 @click.option("--trace-notes/--no-trace-notes", default=True, help="ccasim's lines in the trace.")
+@click.option(
+    "--check-invariants", is_flag=True,
+    help="Check the stack's security invariants around every SMC (slower).",
+)  # fmt: skip
 @click.option("--report", "report_file", metavar="FILE", help="Write an HTML report.")
 @click.pass_context
 def run(ctx: click.Context, **opts: Any) -> int:
@@ -181,6 +186,7 @@ def run(ctx: click.Context, **opts: Any) -> int:
             notes=opts["trace_notes"],
         )
         machine.on_rmm_log(writer, hashes=writer.hashes)
+    checker = InvariantChecker(machine, full_every=4096) if opts["check_invariants"] else None
     kvm = Kvm(machine)
     if not kvm.rme_available:
         raise click.ClickException("the host has no usable RMM: " + "; ".join(kvm.dmesg))
@@ -197,21 +203,30 @@ def run(ctx: click.Context, **opts: Any) -> int:
         t = time.perf_counter()
         with recorder.progress("populate", launch, show_progress):
             vmm.build()
+        if checker is not None:
+            check_host_pages(kvm, machine)
         times["build"] = time.perf_counter() - t
         t = time.perf_counter()
         with recorder.progress("run", launch, show_progress):
             result = vmm.run(timeout=opts["timeout"], watchdog=lambda: _stuck(machine, vmm))
         times["run"] = time.perf_counter() - t
+        if checker is not None:
+            checker.finish()
+            check_host_pages(kvm, machine)
         outcome.collect(machine, vmm, result, recorder)
     except VmmError as e:
         outcome.refused = f"the host refused the realm: {e}"
     except RmmPanic as e:  # the modelled RMM crashed: the host can do nothing more
         outcome.refused = str(e)
+    except InvariantViolation as e:
+        raise click.ClickException(f"invariant violated {e}") from None
     finally:
         t = time.perf_counter()
         with recorder.progress("teardown", launch, show_progress):
             if machine.rmm_panic is None:
                 vmm.close()
+            if checker is not None:
+                checker.finish()
         times["teardown"] = time.perf_counter() - t
         if trace is not None:
             trace.close()
@@ -225,6 +240,8 @@ def run(ctx: click.Context, **opts: Any) -> int:
         launch, caps, plan, predicted, outcome, verdict, recorder, vmm, times, challenge,
         machine.rmm_profile.name,
     )  # fmt: skip
+    if checker is not None:
+        report["invariants"] = {"smcs": checker.smcs, "checks": checker.checks}
     problem = report["error"] = summary.problem(report)
     if opts["report_file"] and not outcome.refused:
         from ccasim.cli.report import write_report  # the report's imports only when asked
