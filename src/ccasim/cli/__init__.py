@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         _silence_stdout()
         return 141  # 128 + SIGPIPE
     except click.ClickException as e:
-        click.echo(f"ccasim: error: {e.format_message()}", err=True)
+        click.echo(f"ccasim: error: {one_line(e.format_message())}", err=True)
         return e.exit_code
     except click.Abort:
         click.echo("ccasim: aborted", err=True)
@@ -57,12 +57,17 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("CCASIM_DEBUG"):
             raise
         click.echo(
-            f"ccasim: internal error: {type(e).__name__}: {e} (a bug: please report it;"
-            " CCASIM_DEBUG=1 shows the traceback)",
+            f"ccasim: internal error: {type(e).__name__}: {one_line(str(e))} (a bug: please"
+            " report it; CCASIM_DEBUG=1 shows the traceback)",
             err=True,
         )
         return 70  # EX_SOFTWARE
     return result if isinstance(result, int) else 0
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: control characters (from a user's arguments, say) escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _silence_stdout() -> None:
