@@ -99,8 +99,8 @@ def run_seed(a: RmmUnderTest, b: RmmUnderTest, seed: int, length: int) -> Result
     found: list[Difference] = []
     allowed = 0
 
-    def result() -> Result:
-        return Result(seed, steps, found, len(steps), allowed)
+    def result() -> Result:  # the steps only when needed (a reproducer is made of them)
+        return Result(seed, steps if found else [], found, len(steps), allowed)
 
     while len(steps) < length:
         for step in host.next_steps():
@@ -209,7 +209,7 @@ class DiffClass:
         }  # fmt: skip
 
 
-def _worker(job: tuple[str, str, list[int], int, float]) -> list[tuple[Result, float]]:
+def _worker(job: tuple[str, str, range, int, float]) -> list[tuple[Result, float]]:
     a_name, b_name, seeds, length, deadline = job
     a, b = open_rmm(a_name), open_rmm(b_name)
     out = []
@@ -242,11 +242,10 @@ class Campaign:
     def run(self, shrink_classes: bool = True) -> Campaign:
         start = time.time()
         deadline = start + self.seconds if self.seconds is not None else math.inf
-        seeds = list(self.seeds)
         if self.workers <= 1:
-            results = _worker((self.a, self.b, seeds, self.length, deadline))
-        else:
-            chunks = [seeds[i :: self.workers] for i in range(self.workers)]
+            results = _worker((self.a, self.b, self.seeds, self.length, deadline))
+        else:  # each worker takes every workers-th seed (ranges: the seeds are never listed)
+            chunks = [self.seeds[i :: self.workers] for i in range(self.workers)]
             jobs = [(self.a, self.b, c, self.length, deadline) for c in chunks]
             with multiprocessing.get_context("fork").Pool(self.workers) as pool:
                 results = [r for part in pool.map(_worker, jobs) for r in part]

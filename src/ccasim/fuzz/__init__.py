@@ -143,8 +143,8 @@ class Campaign:
     def run(self) -> Campaign:
         start = time.time()
         deadline = start + self.seconds if self.seconds is not None else float("inf")
-        seeds = list(self.seeds)
-        chunks = [seeds[i :: self.workers] for i in range(self.workers)]
+        # each worker takes every workers-th seed (ranges: the seeds are never listed)
+        chunks = [self.seeds[i :: self.workers] for i in range(self.workers)]
         jobs = [(chunk, self.length, self.profile, deadline) for chunk in chunks]
         if self.ray is not None:
             results = _on_ray(self.ray, jobs)
@@ -199,7 +199,7 @@ class Campaign:
         return "\n".join(lines)
 
 
-def _worker(job: tuple[list[int], int, str, float]) -> list[tuple[int, int, Failure | None]]:
+def _worker(job: tuple[range, int, str, float]) -> list[tuple[int, int, Failure | None]]:
     seeds, length, profile, deadline = job
     out = []
     for seed in seeds:
