@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import ccasim
 from ccasim import guest
 from ccasim.guest import rsi
+from ccasim.isa import GuestException
 from ccasim.rmi import (
     FID,
     RealmParams,
@@ -308,15 +309,30 @@ PUPPET_CALL = RAM_BASE + 0x8000  # where the puppet's RsiHostCall lives
 PUPPET_IMM = 0x5E7
 
 
+#: Orders that are not SMCs (no FID is above 32 bits): a load or a store at order[1].
+PUPPET_LOAD, PUPPET_STORE = 1 << 32 | 1, 1 << 32 | 2
+
+
 @guest.program("t.puppet")
 def puppet(cpu, tag=""):
-    """Ask the host, by a host call, which SMC to make; make it; report X0..X10 in the next
-    host call. So a test creates, with RSI and PSCI calls a real realm would make, the REC
-    state only a running realm leaves."""
+    """Ask the host, by a host call, which SMC to make (or which address to load or store:
+    PUPPET_LOAD, PUPPET_STORE); make it; report X0..X10 in the next host call (for an access,
+    0 and what was loaded, or 1 if the realm took an exception). So a test creates, with the
+    calls and accesses a real realm would make, the REC state only a running realm leaves."""
     result: tuple[int, ...] = ()
     while True:
         order = yield from rsi.host_call(PUPPET_CALL, PUPPET_IMM, *result)
-        result = yield guest.Smc(order[0], *order[1:11])
+        if order[0] not in (PUPPET_LOAD, PUPPET_STORE):
+            result = yield guest.Smc(order[0], *order[1:11])
+            continue
+        try:
+            if order[0] == PUPPET_STORE:
+                yield guest.Store(order[1], order[2].to_bytes(8, "little"))
+                result = (0,)
+            else:
+                result = (0, int.from_bytes((yield guest.Load(order[1], 8)), "little"))
+        except GuestException:
+            result = (1,)
 
 
 class Puppet:
