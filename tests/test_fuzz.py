@@ -57,3 +57,10 @@ def test_the_same_campaign_on_a_local_ray_cluster():
     on_ray = Campaign(range(0, 6), length=80, workers=2, ray="local").run()
     local = Campaign(range(0, 6), length=80, workers=2).run()
     assert (on_ray.smcs, list(on_ray.failures)) == (local.smcs, list(local.failures))
+
+
+def test_a_campaign_over_a_huge_seed_range_stays_small():
+    """Found running the campaign with its default (a billion seeds): the seeds were listed
+    before the workers started, filling memory. They are ranges now: a time budget ends it."""
+    campaign = Campaign(range(0, 10**12), length=20, seconds=1.0, workers=2).run()
+    assert 0 < campaign.sequences < 10**6 and campaign.failures == {}

@@ -198,3 +198,13 @@ def test_random_key_files(tmp_path, capsys, blob):
     out, err = capsys.readouterr()
     assert status in (1, 2), (status, err)
     assert "Traceback" not in err and "internal error" not in err
+
+
+def test_control_characters_in_an_argument_stay_on_the_error_line(capsys):
+    """Found by this file's fuzzing: an argument holding a carriage return or a newline split
+    the one-line error; they are escaped now."""
+    caps = ["--ipa-bits", "48", "--num-bps", "2", "--num-wps", "2", "--sve-vl", "0",
+            "--pmu", "false", "--hash-algo", "sha256"]  # fmt: skip
+    for bad in ("\r0", "a\nb", "\x1b[31mred"):
+        status = main(["measure", *caps, "kvmtool", bad])
+        one_line_error(status, capsys.readouterr().err)
