@@ -38,7 +38,7 @@ from ccasim.isa import LoadError, StopReason
 from ccasim.kvm import Kvm
 from ccasim.measure import RimCalculator
 from ccasim.rmm.profile import PROFILES, Quirk, profile
-from ccasim.trace import TraceWriter
+from ccasim.trace import RELEASES, TraceWriter
 from ccasim.vmm import kvmtool
 from ccasim.vmm.capabilities import HASH_ALGOS, Capabilities
 from ccasim.vmm.errors import LaunchError
@@ -124,7 +124,9 @@ RUN_SETTINGS = {"ignore_unknown_options": True, "allow_extra_args": True}
     type=click.Choice(FORMATS),
     default=FORMATS[0],
     show_default=True,
-    help="TF-RMM release whose lines the trace holds (column 30 for 1.0, 34 for 0.8 on).",
+    help="TF-RMM release whose lines the trace holds: "
+    + "; ".join(f"{r.name}, {r.tf_rmm}, column {r.column}" for r in RELEASES.values())
+    + ".",
 )
 @click.option(
     "--trace-level",

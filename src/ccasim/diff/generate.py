@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from ccasim.diff.steps import Step
 from ccasim.rmi import levels
+from ccasim.rmi.commands import RMI_COMMANDS
 from ccasim.rmi.fid import FID, RMI_FID_FIRST, RMI_FID_LAST
 from ccasim.rmi.structs import RealmParams, RecParams
 from ccasim.rmi.types import REALM_FLAG_PMU, RecMpidr
@@ -43,14 +44,9 @@ class RealmBook:
     rd: int
     s2sz: int
     level_start: int
-    rtt_base: int
-    num_start: int
     tables: set[tuple[int, int]] = field(default_factory=set)  # (base IPA, level)
     data: dict[int, int] = field(default_factory=dict)  # IPA -> PA of the DATA granule
-    mapped_ns: set[tuple[int, int]] = field(default_factory=set)  # (IPA, level)
-    recs: list[int] = field(default_factory=list)
     created_recs: int = 0
-    active: bool = False
 
     @property
     def unprotected(self) -> int:
@@ -71,7 +67,7 @@ class Host:
         self._next_ns = NS_POOL
         self.delegated: list[int] = []
         self.realms: dict[int, RealmBook] = {}
-        self.recs: dict[int, tuple[int, list[int]]] = {}  # REC -> (rd, its aux granules)
+        self.recs: dict[int, int] = {}  # REC -> its realm's RD
         self.vmid = 1
         self.aux_count = 16
 
@@ -102,8 +98,6 @@ class Host:
 
     def garbage(self, args: tuple[int, ...], fid: int) -> tuple[int, ...]:
         """Registers past the command's inputs, up to X7: zeros, or now and then garbage."""
-        from ccasim.rmi.commands import RMI_COMMANDS
-
         n = len(RMI_COMMANDS[fid].inputs) if fid in RMI_COMMANDS else len(args)
         extra = [0] * (7 - n)
         if self.rng.random() < 0.3:
@@ -313,8 +307,7 @@ class Host:
             self.delegated.remove(a[0])
         elif fid == FID.REALM_CREATE:
             params = RealmParams.unpack(step.writes[0][1])
-            self.realms[a[0]] = RealmBook(a[0], params.s2sz, params.rtt_level_start,
-                                          params.rtt_base, params.rtt_num_start)  # fmt: skip
+            self.realms[a[0]] = RealmBook(a[0], params.s2sz, params.rtt_level_start)
         elif realm is not None:
             self._record_realm(realm, fid, a, result)
 
@@ -329,10 +322,8 @@ class Host:
             realm.data.pop(a[1], None)
         elif fid == FID.REC_CREATE:
             realm.created_recs += 1
-            self.recs[a[1]] = (a[0], [])
+            self.recs[a[1]] = a[0]
         elif fid == FID.REC_AUX_COUNT:
             self.aux_count = min(result[1], 16)
-        elif fid == FID.REALM_ACTIVATE:
-            realm.active = True
         elif fid == FID.REALM_DESTROY:
             del self.realms[a[0]]

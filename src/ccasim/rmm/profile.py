@@ -55,11 +55,6 @@ class Quirk(enum.Enum):
     #: crashes. B4.3.19.2 / B4.3.22.2 level_bound: RMI_ERROR_INPUT.
     UNPROTECTED_LEVEL_CRASH = "unprotected-level-crash"
 
-    @property
-    def panics(self) -> bool:
-        """Whether the quirk can stop the RMM."""
-        return self in (Quirk.REC_AUX_UNLOCK_ASSERT, Quirk.UNPROTECTED_LEVEL_CRASH)
-
 
 #: The class letter of each quirk, as the comparison of TF-RMM with the spec named them.
 QUIRK_CLASS = {
