@@ -11,6 +11,7 @@ import click
 
 from ccasim.cli.files import read_file
 from ccasim.cli.numbers import COUNT, REGISTER
+from ccasim.rmm.profile import PROFILES, Quirk, RmmProfile, profile
 from ccasim.vmm.capabilities import Capabilities, load_toml
 from ccasim.vmm.errors import LaunchError
 
@@ -35,6 +36,26 @@ def capability_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(OPTIONS):
         command = option(command)
     return command
+
+
+def rmm_profile_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate ``command`` with ``--rmm-profile NAME`` and ``--rmm-quirk QUIRK`` (the RMM a
+    platform runs, :mod:`ccasim.rmm.profile`); :func:`chosen_profile` reads them."""
+    quirks = [q.value for q in Quirk]
+    command = click.option(
+        "--rmm-quirk", "rmm_quirks", multiple=True, type=click.Choice(quirks), metavar="QUIRK",
+        help=f"A quirk of a real RMM to switch on besides the profile's ({', '.join(quirks)});"
+        " repeatable.",
+    )(command)  # fmt: skip
+    return click.option(
+        "--rmm-profile", type=click.Choice(list(PROFILES)), metavar="NAME",
+        help=f"The RMM the platform runs: {', '.join(PROFILES)} (default spec).",
+    )(command)  # fmt: skip
+
+
+def chosen_profile(options: dict[str, Any]) -> RmmProfile:
+    """The profile ``--rmm-profile`` and ``--rmm-quirk`` name."""
+    return profile(options["rmm_profile"] or "spec", *options["rmm_quirks"])
 
 
 def read_capabilities(

@@ -12,11 +12,16 @@ from typing import Any
 import click
 
 from ccasim.arch.vmsa import GRANULE_SIZE
-from ccasim.cli.capabilities import capability_options, read_capabilities
+from ccasim.cli.capabilities import (
+    capability_options,
+    chosen_profile,
+    read_capabilities,
+    rmm_profile_options,
+)
 from ccasim.cli.files import read_file, write_file
 from ccasim.cli.numbers import ADDRESS, REGISTER, parse_hex_bytes, parse_number
 from ccasim.measure import Blob, Capabilities, Launch, LaunchError, Region, RimCalculator
-from ccasim.rmm.profile import PROFILES, Quirk, RmmProfile, profile
+from ccasim.rmm.profile import RmmProfile
 from ccasim.vmm import kvmtool as kvmtool_vmm
 from ccasim.vmm import qemu as qemu_vmm
 from ccasim.vmm.capabilities import HASH_ALGOS
@@ -84,15 +89,7 @@ files (-c, stackable; each file can only lower what the ones before allowed).
     default="hex",
     show_default=True,
 )
-@click.option(
-    "--rmm-profile", type=click.Choice(list(PROFILES)), metavar="NAME",
-    help="The RMM the target runs: " + ", ".join(PROFILES) + " (default spec).",
-)  # fmt: skip
-@click.option(
-    "--rmm-quirk", "rmm_quirks", multiple=True, type=click.Choice([q.value for q in Quirk]),
-    metavar="QUIRK", help="A quirk of a real RMM to switch on besides the profile's ("
-    + ", ".join(q.value for q in Quirk) + "); repeatable.",
-)  # fmt: skip
+@rmm_profile_options
 @click.option("--corim", metavar="FILE", help="Also write reference values as a CoMID (JSON).")
 @click.option(
     "--corim-template", metavar="FILE", help="A CoMID (JSON) whose identity and class to keep."
@@ -142,7 +139,7 @@ def _report(opts: dict, image: Launch) -> None:
 
     for note in image.notes:
         click.echo(f"ccasim: note: {note}", err=True)
-    rmm = profile(opts["rmm_profile"] or "spec", *opts["rmm_quirks"])
+    rmm = chosen_profile(opts)
     if rmm.quirks:
         click.echo(f"ccasim: note: {profile_note(rmm)}", err=True)
     if opts["verbose"]:

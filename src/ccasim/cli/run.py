@@ -24,7 +24,12 @@ import click
 from ccasim import attest
 from ccasim.check import InvariantChecker, InvariantViolation, check_host_pages
 from ccasim.cli import summary
-from ccasim.cli.capabilities import capability_options, read_capabilities
+from ccasim.cli.capabilities import (
+    capability_options,
+    chosen_profile,
+    read_capabilities,
+    rmm_profile_options,
+)
 from ccasim.cli.launchfile import CAPS_KEYS, load_launch
 from ccasim.cli.measure import Bool
 from ccasim.cli.numbers import COUNT, parse_hex_bytes, parse_number
@@ -37,7 +42,6 @@ from ccasim.guest.runtime import find_image
 from ccasim.isa import LoadError, StopReason
 from ccasim.kvm import Kvm
 from ccasim.measure import RimCalculator
-from ccasim.rmm.profile import PROFILES, Quirk, profile
 from ccasim.trace import RELEASES, TraceWriter
 from ccasim.vmm import kvmtool
 from ccasim.vmm.capabilities import HASH_ALGOS, Capabilities
@@ -99,15 +103,7 @@ RUN_SETTINGS = {"ignore_unknown_options": True, "allow_extra_args": True}
 @click.option("--hash-algo", type=click.Choice(HASH_ALGOS), help="The only hash the RMM offers.")
 @click.option("--host-ram", metavar="SIZE", help="The host's DRAM (default 32G).")
 @click.option("--hpmn0", type=Bool(), help="Whether the platform has FEAT_HPMN0 (default true).")
-@click.option(
-    "--rmm-profile", type=click.Choice(list(PROFILES)), metavar="NAME",
-    help="The RMM modelled: " + ", ".join(PROFILES) + " (default spec).",
-)  # fmt: skip
-@click.option(
-    "--rmm-quirk", "rmm_quirks", multiple=True, type=click.Choice([q.value for q in Quirk]),
-    metavar="QUIRK", help="A quirk of a real RMM to switch on besides the profile's ("
-    + ", ".join(q.value for q in Quirk) + "); repeatable.",
-)  # fmt: skip
+@rmm_profile_options
 @click.option("--challenge", metavar="HEX", help="The attestation challenge (32-64 bytes).")
 @click.option("--seed", type=COUNT, help="Seed of the vCPU threads' interleaving (default 0).")
 @click.option("--timeout", type=COUNT, help="Stop the realm after this many seconds.")
@@ -173,7 +169,7 @@ def run(ctx: click.Context, **opts: Any) -> int:
         raise click.ClickException(str(e)) from None
     plan = _guest_plan(launch, program, params, chosen=opts["guest"] is not None or bool(args))
     fallback = (program, params) if plan.in_place else None
-    rmm_profile = profile(opts["rmm_profile"] or "spec", *opts["rmm_quirks"])
+    rmm_profile = chosen_profile(opts)
     hpmn0 = opts["hpmn0"] if opts["hpmn0"] is not None else True
     try:
         machine = make_machine(caps, host_ram, fallback, rmm_profile, hpmn0)
