@@ -25,7 +25,8 @@ def test_the_spec_rmm_keeps_every_invariant_under_a_hostile_host():
 def test_a_crash_is_found_shrunk_and_written_as_a_regression_test(tmp_path):
     campaign = Campaign(range(0, 40), length=150, profile="tfrmm-1.0").run()
     stopped = [f for f in campaign.failures.values() if f.kind == "stopped"]
-    assert stopped and all("does not exist" in f.message for f in stopped)
+    # one cause, one finding, whatever the addresses and levels of each sequence's crash
+    assert len(stopped) == 1 and "does not exist" in stopped[0].message
     failure = stopped[0]
     # the starting RTTs' and the RD's delegations, REALM_CREATE, the call that crashes it
     assert failure.steps[-1].name.startswith("RMI_RTT_") and len(failure.steps) <= 20

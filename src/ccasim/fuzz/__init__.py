@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import multiprocessing
+import re
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from ccasim.hw.faults import MemoryFault
 
 __all__ = ["Campaign", "Failure", "replay", "run_seed"]
 
+_NUMBER = re.compile(r"0x[0-9a-fA-F]+|\d+")
 #: How often the whole machine is checked (the SMC's own granules and realm: every time).
 FULL_EVERY = 32
 
@@ -46,8 +48,10 @@ class Failure:
 
     @property
     def key(self) -> tuple[str, str]:
-        # an invariant's message names the SMC first ("after RMI_X ...: what"): keep what
-        return (self.kind, self.message.split(": ", 1)[-1].split(" at ")[0][:80])
+        """The cause: the kind and the message without the SMC an invariant names first
+        ("after RMI_X ...: what") and without its numbers (addresses, indices)."""
+        what = self.message.split(": ", 1)[-1] if self.kind == "invariant" else self.message
+        return (self.kind, _NUMBER.sub("N", what))
 
     def to_json(self) -> dict[str, object]:
         return {"seed": self.seed, "kind": self.kind, "message": self.message,
