@@ -39,7 +39,7 @@ from ccasim.rmi.fid import FID
 from ccasim.rmi.structs import RealmParams, RecParams
 from ccasim.rmi.types import DATA_MEASURE_CONTENT, REC_RUNNABLE, HashAlgorithm
 from ccasim.rmm.s2tt import ASSIGNED, ASSIGNED_NS, TABLE, UNASSIGNED, UNASSIGNED_NS
-from ccasim.rmm.types import GranuleState, RealmState, RecState, Ripas  # the debug view's
+from ccasim.rmm.types import GranuleState, RealmState, RecState, Ripas
 
 __all__ = ["InvariantChecker", "InvariantViolation", "check_host_pages", "check_structure"]
 

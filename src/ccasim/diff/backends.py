@@ -17,6 +17,7 @@ import ctypes
 from pathlib import Path
 from typing import Protocol
 
+from ccasim import MemoryFault
 from ccasim.diff.steps import GRANULE_STATES
 from ccasim.machine import Machine, RmmPanic
 from ccasim.rmm.profile import RmmProfile, profile
@@ -68,14 +69,14 @@ class ModelRmm:
     def ns_write(self, pa: int, data: bytes) -> bool:
         try:
             self.machine.ns_write(pa, data)
-        except Exception:  # a granule protection fault or an external abort
+        except MemoryFault:  # a granule protection fault or an external abort
             return False
         return True
 
     def ns_read(self, pa: int) -> bytes | None:
         try:
             return self.machine.ns_read(pa & ~(GRANULE - 1), GRANULE)
-        except Exception:
+        except MemoryFault:
             return None
 
     def smc(self, fid: int, args: tuple[int, ...]) -> tuple[int, ...] | str:
