@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,15 @@ def test_diff_command(tmp_path, capsys):
         assert main(["diff", *bad]) == 2
         err = capsys.readouterr().err
         assert err.startswith("ccasim: error:") and len(err.splitlines()) == 1
+
+
+def test_reproducers_are_written_as_tests_that_pass_once_the_rmms_agree(tmp_path, capsys):
+    argv = ["diff", "--b", "spec+read-entry-destroyed-no-desc", "--sequences", "120",
+            "--reproducers", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 1
+    (path,) = tmp_path.glob("test_diff_*.py")
+    assert "Quirk: G: read-entry-destroyed-no-desc" in path.read_text()
+    run = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(path)]
+    assert subprocess.run(run, capture_output=True, check=False).returncode == 1
+    path.write_text(path.read_text().replace("'spec+read-entry-destroyed-no-desc'", "'spec'"))
+    assert subprocess.run(run, capture_output=True, check=False).returncode == 0

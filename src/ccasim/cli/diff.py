@@ -42,10 +42,15 @@ Exit status: 0 when no difference was found, 1 when some were, 2 for a bad optio
 @click.option("--workers", type=COUNT, default=1, show_default=True, help="Processes.")
 @click.option("--json", "json_file", metavar="FILE", help="Also write the report as JSON.")
 @click.option("--no-shrink", is_flag=True, help="Report the first sequences as they are.")
+@click.option(
+    "--reproducers", metavar="DIR",
+    help="Write each class's reproducer as a pytest file (it passes once they agree).",
+)  # fmt: skip
 @click.option("--print-abi", is_flag=True, help="Print the C header of the external RMM ABI.")
 def diff(
     rmm_a: str, rmm_b: str, seed: int, sequences: int, length: int, minutes: int | None,
-    workers: int, json_file: str | None, no_shrink: bool, print_abi: bool,
+    workers: int, json_file: str | None, no_shrink: bool, reproducers: str | None,
+    print_abi: bool,
 ) -> int:  # fmt: skip
     """Run generated RMI sequences on two RMMs and report each class of difference.
 
@@ -77,4 +82,10 @@ def diff(
         except OSError as e:
             raise click.ClickException(f"cannot write {json_file}: {e.strerror or e}") from None
     click.echo(campaign.text())
+    if reproducers and campaign.classes:
+        try:
+            for path in campaign.write_reproducers(reproducers):
+                click.echo(f"wrote {path}")
+        except OSError as e:
+            raise click.ClickException(f"cannot write {reproducers}: {e.strerror or e}") from None
     return 1 if campaign.classes else 0

@@ -10,11 +10,13 @@ the quirk that makes it. Seeds are deterministic: the same seeds find the same c
 
 from __future__ import annotations
 
+import json
 import math
 import multiprocessing
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ccasim.diff.backends import ModelRmm, RmmUnderTest, open_rmm
 from ccasim.diff.compare import Difference, compare_granules, granules_in_dram, run_step
@@ -25,6 +27,27 @@ from ccasim.rmi.fid import FID
 from ccasim.rmm.profile import QUIRK_CLASS, profile
 
 __all__ = ["Campaign", "DiffClass", "Result", "replay", "run_seed", "shrink"]
+
+#: A class's reproducer as a test file.
+REPRODUCER = '''"""Written by ccasim diff: {a} and {b} differ here.
+
+{what} ({values})
+Rule: {rule}
+Quirk: {quirks}
+The test passes once the two RMMs agree on these steps.
+"""
+
+import json
+
+from ccasim.diff import Step, open_rmm, replay
+
+A, B = {a!r}, {b!r}
+STEPS = json.loads({steps!r})
+
+
+def {name}():
+    assert replay(open_rmm(A), open_rmm(B), [Step.from_json(s) for s in STEPS]) == []
+'''
 
 GRANULE = 4096
 #: How often (in steps) every granule a sequence touched is compared, besides those a step names.
@@ -298,6 +321,31 @@ class Campaign:
             if any(d.key == found.key for d in replay(left, right, found.reproducer)):
                 names.append(f"{QUIRK_CLASS[quirk]}: {quirk.value}")
         return names
+
+    def write_reproducers(self, directory: str | Path) -> list[Path]:
+        """One pytest file per class: its reproducer replayed on the two RMMs, passing once
+        they agree (for an RMM developer: the test to make pass)."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for n, found in enumerate(self.classes.values(), start=1):
+            d = found.difference
+            name = f"test_diff_{n}_{d.step.name.lower()}_{d.kind}".replace("-", "_")
+            path = out / f"{name}.py"
+            path.write_text(
+                REPRODUCER.format(
+                    a=self.a,
+                    b=self.b,
+                    what=f"{d.step.name}: {d.kind} {d.detail}",
+                    values=f"A {d.a} | B {d.b}".replace('"', "'"),
+                    rule=spec_rule(d),
+                    quirks=", ".join(found.quirks) or "none known",
+                    name=name,
+                    steps=json.dumps([step.to_json() for step in found.reproducer]),
+                )
+            )
+            paths.append(path)
+        return paths
 
     # -- the report --------------------------------------------------------------------------
 
