@@ -155,6 +155,10 @@ def test_diff_command(tmp_path, capsys):
         ["--b", "spec+x9"],
         ["--b", "./nothing.so"],
         ["--minutes", "0"],
+        ["--workers", "0"],
+        ["--length", "0"],
+        ["--reproducers", __file__],  # a file, not a directory: refused before any call
+        ["--json", str(tmp_path)],
     ):
         assert main(["diff", *bad]) == 2
         err = capsys.readouterr().err

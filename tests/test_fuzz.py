@@ -49,8 +49,11 @@ def test_the_campaign_command(tmp_path, capsys):
     assert main(["--minutes", "1", "--sequences", "10", "--workers", "2",
                  "--regressions", str(tmp_path)]) == 0  # fmt: skip
     assert "10 sequences" in capsys.readouterr().out and not list(tmp_path.iterdir())
-    with pytest.raises(SystemExit):
-        main(["--workers", "0"])
+    for bad in (["--workers", "0"], ["--seed", "-1"], ["--regressions", __file__]):
+        with pytest.raises(SystemExit) as stop:
+            main(bad)
+        assert stop.value.code == 2
+        assert len(capsys.readouterr().err.strip().splitlines()[-1:]) == 1
 
 
 def test_the_same_campaign_on_a_local_ray_cluster():

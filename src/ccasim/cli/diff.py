@@ -65,16 +65,21 @@ def diff(
     if print_abi:
         click.echo(ABI_HEADER.read_text(), nl=False)
         return 0
-    if minutes == 0:
-        raise click.BadParameter("must be at least 1", param_hint="--minutes")
+    for hint, value in (("--minutes", minutes), ("--workers", workers), ("--length", length)):
+        if value == 0:
+            raise click.BadParameter("must be at least 1", param_hint=hint)
+    if reproducers and Path(reproducers).exists() and not Path(reproducers).is_dir():
+        raise click.BadParameter(f"{reproducers} is not a directory", param_hint="--reproducers")
+    if json_file and Path(json_file).is_dir():
+        raise click.BadParameter(f"{json_file} is a directory", param_hint="--json")
     for name in (rmm_a, rmm_b):
         try:
             open_rmm(name)
         except ValueError as e:
             raise click.BadParameter(str(e), param_hint="--a/--b") from None
     campaign = Campaign(
-        rmm_a, rmm_b, range(seed, seed + sequences), length=max(length, 1),
-        seconds=minutes * 60 if minutes is not None else None, workers=max(workers, 1),
+        rmm_a, rmm_b, range(seed, seed + sequences), length=length,
+        seconds=minutes * 60 if minutes is not None else None, workers=workers,
     ).run(shrink_classes=not no_shrink)  # fmt: skip
     if json_file:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ccasim.fuzz import Campaign
 from ccasim.rmm.profile import PROFILES
@@ -27,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.minutes <= 0 or args.workers < 1 or args.sequences < 1 or args.length < 1:
         parser.error("--minutes, --workers, --sequences and --length must be positive")
+    if args.seed < 0:
+        parser.error("--seed must not be negative")
+    if Path(args.regressions).exists() and not Path(args.regressions).is_dir():
+        parser.error(f"--regressions: {args.regressions} is not a directory")
     campaign = Campaign(
         range(args.seed, args.seed + args.sequences), length=args.length,
         seconds=args.minutes * 60, workers=args.workers, profile=args.profile, ray=args.ray,
@@ -37,8 +42,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ccasim fuzz: error: {e}", file=sys.stderr)
         return 2
     print(campaign.text())
-    for path in campaign.write_regressions(args.regressions) if campaign.failures else []:
-        print(f"wrote {path}")
+    try:
+        for path in campaign.write_regressions(args.regressions) if campaign.failures else []:
+            print(f"wrote {path}")
+    except OSError as e:
+        print(f"ccasim fuzz: error: cannot write {args.regressions}: {e.strerror or e}",
+              file=sys.stderr)  # fmt: skip
+        return 2
     return 1 if campaign.failures else 0
 
 
