@@ -7,7 +7,7 @@
 - The RSI and PSCI surface from inside a running realm: any call with any arguments, loads
   and stores anywhere (RAM, EMPTY, MMIO, beyond the IPA space), the host answering the exits
   they cause (RIPAS changes accepted or rejected, PSCI completed, aborts emulated or made
-  SEAs).
+  SEAs), and the host's timer interrupting the realm (a token being signed too).
 
 - The RMI surface: several realms built, changed and destroyed from the granules earlier
   rules delegated, with misaligned, wrong-state and junk arguments; a call that fails
@@ -37,6 +37,7 @@ from ccasim.kvm import Kvm, KvmError, uapi
 from ccasim.psci import PsciFid
 from ccasim.rmi import FID, RecEnter, RecExitReason, RecParams, Status
 from ccasim.rmi.types import ENTER_EMUL_MMIO, ENTER_INJECT_SEA, ENTER_RIPAS_RESPONSE_REJECT
+from ccasim.rmm.rsi.attestation import SIGN_STEP_TICKS, SIGN_STEPS
 from ccasim.rsi import RsiFid
 from kvm_host import MiB, realm_vm, serve
 from support import PUPPET_LOAD, PUPPET_STORE, RAM_BASE, Host, Puppet, snapshot
@@ -165,6 +166,7 @@ class RealmAgainstTheRmm(RuleBasedStateMachine):
         self.checker = InvariantChecker(machine, full_every=4)
         self.host = Host(machine=machine)
         self.puppet = Puppet(self.host, recs=2)
+        self.puppet.finish()  # at its first host call, ready for orders
         self.exit = None
 
     @precondition(lambda self: self.exit is None)
@@ -183,10 +185,18 @@ class RealmAgainstTheRmm(RuleBasedStateMachine):
         if exit_.exit_reason != RecExitReason.HOST_CALL:
             self.exit = exit_
 
+    @rule(delay=st.integers(0, 3 * SIGN_STEPS * SIGN_STEP_TICKS))
+    def host_arms_its_timer(self, delay):
+        """The host's EL2 timer: its interrupt stops the realm, or a token being signed
+        (A7.2.2), with a REC exit due to IRQ."""
+        self.host.m.set_host_timer(self.host.m.read_counter() + delay)
+
     @precondition(lambda self: self.exit is not None)
     @rule(accept=st.booleans())
     def host_answers(self, accept):
         exit_, self.exit = self.exit, None
+        if exit_.exit_reason == RecExitReason.IRQ and accept:
+            self.host.m.set_host_timer(None)  # else the REC exits again at once
         flags = 0 if accept else ENTER_RIPAS_RESPONSE_REJECT
         if exit_.exit_reason == RecExitReason.SYNC:  # a Data Abort: emulate it, or an SEA
             flags = ENTER_EMUL_MMIO if accept else ENTER_INJECT_SEA

@@ -3,7 +3,8 @@
 :class:`Machine` is the public entry point. Its interface has three parts:
 
 - **architectural**: what Normal-world software on real hardware can do: :attr:`~Machine.smc`,
-  :meth:`~Machine.ns_read`, :meth:`~Machine.ns_write`, :meth:`~Machine.read_counter`;
+  :meth:`~Machine.ns_read`, :meth:`~Machine.ns_write`, :meth:`~Machine.read_counter`,
+  :meth:`~Machine.set_host_timer`;
 - **configuration**, read only: :attr:`~Machine.platform` (the memory map) and
   :attr:`~Machine.attestation` (the platform's attestation keys and claims). What the RMM
   supports is what RMI_FEATURES returns, through :meth:`~Machine.smc`;
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from ccasim import guest
+from ccasim.arch.registers import MASK64
 from ccasim.arch.vmsa import GRANULE_MASK
 from ccasim.el3.attestation import PlatformAttestation
 from ccasim.el3.monitor import Monitor, RmmPanic
@@ -161,6 +163,16 @@ class Machine:
     def read_counter(self) -> int:
         """The system counter (CNTPCT_EL0), shared by every PE."""
         return self._counter.value
+
+    def set_host_timer(self, cval: int | None) -> None:
+        """Program the host's EL2 physical timer (CNTHP_CVAL_EL2, enabled and unmasked in
+        CNTHP_CTL_EL2), or disable it with None. Once the system counter reaches ``cval`` a
+        physical interrupt is pending at the PE until the host disables or reprograms the
+        timer: a realm running then is interrupted, a REC exit due to IRQ (A4.3.5, A6.1),
+        and so is an attestation token being signed (A7.2.2, D1.7.2)."""
+        if cval is not None and not 0 <= cval <= MASK64:
+            raise ValueError(f"CNTHP_CVAL_EL2 {cval:#x} does not fit in 64 bits")
+        self._pe.host_timer_cval = cval
 
     def idle_until(self, count: int) -> None:
         """The Normal-world PE sleeps (WFI) until the system counter reaches ``count``: time

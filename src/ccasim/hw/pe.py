@@ -92,6 +92,10 @@ class Pe:
         self.counter = counter
         self.loader = loader
         self.time_slice = time_slice
+        #: CNTHP_CVAL_EL2 of the host's EL2 physical timer while the host has it enabled and
+        #: unmasked (CNTHP_CTL_EL2), else None. Asserted (counter >= CVAL) it is a physical
+        #: interrupt pending at this PE, whatever world runs: the realm is interrupted.
+        self.host_timer_cval: int | None = None
 
     # -- running ---------------------------------------------------------------------------
 
@@ -103,6 +107,8 @@ class Pe:
         trap_wfe: bool = False,
     ) -> Trap:
         """Run ``vcpu`` until it takes an exception to EL2; return that exception."""
+        if self.host_timer_fires():
+            return Trap(TrapKind.IRQ)  # pending at entry: taken before the realm runs
         if vcpu.spinning:
             return self._spin(vcpu)
         if vcpu.program is None:
@@ -125,6 +131,8 @@ class Pe:
             vcpu.pending = None
             if self.timer_fires(vcpu):
                 return Trap(TrapKind.IRQ, timer=True)
+            if self.host_timer_fires():
+                return Trap(TrapKind.IRQ)
         return Trap(TrapKind.IRQ)  # the host's scheduler tick
 
     def _spin(self, vcpu: Vcpu) -> Trap:
@@ -218,9 +226,12 @@ class Pe:
                 # The PE sleeps until a physical interrupt: its own timer if armed (time
                 # passes until it fires), else the host's.
                 armed = vcpu.cntv_ctl & CNT_CTL_ENABLE and not vcpu.cntv_ctl & CNT_CTL_IMASK
-                if armed and not vcpu.timer_masked:
+                host = self.host_timer_cval
+                if armed and not vcpu.timer_masked and (host is None or vcpu.cntv_cval < host):
                     self.counter.value = max(self.counter.value, vcpu.cntv_cval)
                     return Trap(TrapKind.IRQ, timer=True)
+                if host is not None:
+                    self.counter.value = max(self.counter.value, host)
                 return Trap(TrapKind.IRQ)
             vcpu.complete(intid)
         elif isinstance(action, isa.Wfe):
@@ -314,6 +325,21 @@ class Pe:
     def timer_fires(self, vcpu: Vcpu) -> bool:
         """Whether the timer raises a physical interrupt now (A6.2: not while masked)."""
         return not vcpu.timer_masked and self.timer_asserted(vcpu)
+
+    def host_timer_fires(self) -> bool:
+        """Whether the host's EL2 physical timer is asserted now (a level-sensitive interrupt:
+        pending until the host disables or reprograms it)."""
+        cval = self.host_timer_cval
+        return cval is not None and self.counter.value >= cval
+
+    def physical_interrupt_pending(self, vcpu: Vcpu) -> bool:
+        """ISR_EL1 != 0 at R-EL2 while ``vcpu`` is loaded: its own timer (as :meth:`run`
+        takes it) or the host's."""
+        return self.timer_fires(vcpu) or self.host_timer_fires()
+
+    def spend(self, ticks: int) -> None:
+        """The PE spends ``ticks`` of the system counter on EL2 work (the RMM's own)."""
+        self.counter.advance(ticks)
 
     def timer_ctl(self, vcpu: Vcpu) -> int:
         """CNTV_CTL_EL0 as read now (with ISTATUS)."""

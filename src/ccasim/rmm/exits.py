@@ -51,6 +51,16 @@ class ExitToHost(Exception):
         self.info = info
 
 
+class CompletedThenExit(ExitToHost):
+    """The command completed with ``result`` (in the REC's registers when the realm runs
+    again), and the REC exits with ``info`` before it does: an interrupted command that
+    returns RSI_INCOMPLETE (A7.2.2)."""
+
+    def __init__(self, info: RecExitInfo, result: tuple[int, ...]) -> None:
+        super().__init__(info)
+        self.result = result
+
+
 def fault_status(level: int, permission: bool = False) -> int:
     """DFSC/IFSC of a stage 2 translation (or permission) fault at RTT ``level``."""
     return (FSC_PERMISSION if permission else FSC_TRANSLATION) | (level & 0b11)

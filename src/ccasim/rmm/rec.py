@@ -51,6 +51,8 @@ class Rec:
     attest_challenge: bytes = bytes(64)
     attest_token: bytes = b""
     attest_offset: int = 0
+    #: signing steps of the token left before its first part can be copied (A7.2.2)
+    attest_sign_steps: int = 0
     emulatable_abort: bool = False
     psci_pending: PsciPending = PsciPending.NONE
     ripas_addr: int = 0

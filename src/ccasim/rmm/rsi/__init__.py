@@ -3,7 +3,9 @@
 A handler takes the :class:`~ccasim.rmm.realm_call.RealmCall` context and the command's
 input registers (named as in its B5.3 definition). It returns the output registers X0.. (the
 realm resumes with them), raises :class:`~ccasim.rmm.errors.CommandFailure` for a failure
-condition, or raises :class:`~ccasim.rmm.exits.ExitToHost` when the command needs the host.
+condition, or raises :class:`~ccasim.rmm.exits.ExitToHost` when the command needs the host
+(:class:`~ccasim.rmm.exits.CompletedThenExit` when it has completed but the REC must exit
+first).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ccasim.rmm.errors import CommandFailure
-from ccasim.rmm.exits import ExitToHost, RecExitInfo
+from ccasim.rmm.exits import CompletedThenExit, ExitToHost, RecExitInfo
 from ccasim.rmm.handler_table import check_table
 from ccasim.rmm.realm_call import RealmCall, set_result
 from ccasim.rmm.rsi import attestation, config, host_call, measurement, memory, version
@@ -54,6 +56,10 @@ def handle_rsi(call: RealmCall, fid: int) -> RecExitInfo | None:
         set_result(call.rec, failure.status, *failure.outputs)
         call.log(fid, args, (failure.status, *failure.outputs), failure.condition)
         return None
+    except CompletedThenExit as exit_:
+        set_result(call.rec, *exit_.result)
+        call.log(fid, args, exit_.result, note=f"REC exit {exit_.info.reason.name}")
+        return exit_.info
     except ExitToHost as exit_:
         call.log(fid, args, (), note=f"REC exit {exit_.info.reason.name}")
         return exit_.info
