@@ -14,14 +14,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import ccasim
+from ccasim.psci import PsciFid, PsciReturn
 from ccasim.rmi import FID, Status
 from ccasim.rmi.commands import RMI_COMMANDS
 from ccasim.rmi.types import Ripas as RmiRipas
 from ccasim.rmi.types import RttEntryState
 from ccasim.rmm.profile import PROFILES, QUIRK_CLASS, Quirk, profile
+from ccasim.smccc import NOT_SUPPORTED, SMCCC_VERSION, VERSION_1_2
 from ccasim.trace import TraceWriter
-from support import GRANULE, Host, snapshot
+from support import GRANULE, Host, Puppet, snapshot
 from test_run import PLATFORM, cli, image, predicted_rim, run_json
+
+SMCCC_ARCH_FEATURES = 0x8000_0001
 
 
 def pair(*quirks: str) -> tuple[Host, Host]:
@@ -34,7 +38,7 @@ def test_profiles_and_quirks_by_name():
     release, debug = PROFILES["tfrmm-1.0"], PROFILES["tfrmm-1.0-debug"]
     assert debug.quirks == frozenset(Quirk)
     assert debug.quirks - release.quirks == {Quirk.REC_AUX_UNLOCK_ASSERT}
-    assert sorted(QUIRK_CLASS.values()) == list("ACDEFGHI")
+    assert sorted(QUIRK_CLASS.values()) == list("ACDEFGHIJ")
     one = profile("spec", "x4-preserved")
     assert one.name == "spec+x4-preserved" and one.quirks == {Quirk.X4_PRESERVED}
     assert ccasim.Machine(rmm_profile="tfrmm-1.0").rmm_profile is release
@@ -249,6 +253,27 @@ def test_a_panic_is_in_the_trace(tmp_path):
         f"ccasim: RMM panic in SMC_RMI_RTT_UNMAP_UNPROTECTED {realm.rd:x} 80000000 1: "
         f"{m.rmm_panic.reason}\n"
     ]
+
+
+# -- J: SMCCC_VERSION from a realm --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("quirks", [(), ("smccc-version-answered",)])
+def test_smccc_version_from_a_realm(quirks):
+    """(J) B1.1: a realm's SMC that is not RSI or PSCI returns SMCCC_NOT_SUPPORTED, and
+    PSCI_FEATURES says so of SMCCC_VERSION (B6.3.5 func_not_ok); TF-RMM answers SMCCC 1.2
+    and reports it supported. Other SMCs and PSCI_FEATURES answers are the same on both."""
+    host = Host(rmm_profile=profile("spec", *quirks))
+    puppet = Puppet(host)
+    version = puppet.smc(SMCCC_VERSION).gprs[:4]
+    features = puppet.smc(PsciFid.FEATURES, SMCCC_VERSION).gprs[0]
+    arch_features = puppet.smc(SMCCC_ARCH_FEATURES, SMCCC_VERSION).gprs[0]
+    psci_version = puppet.smc(PsciFid.FEATURES, PsciFid.VERSION).gprs[0]
+    if quirks:
+        assert (version, features) == ([VERSION_1_2, 0, 0, 0], PsciReturn.SUCCESS.encode())
+    else:
+        assert (version, features) == ([NOT_SUPPORTED, 0, 0, 0], PsciReturn.NOT_SUPPORTED.encode())
+    assert arch_features == NOT_SUPPORTED and psci_version == PsciReturn.SUCCESS.encode()
 
 
 # -- the command line ----------------------------------------------------------------------------

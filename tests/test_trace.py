@@ -273,8 +273,11 @@ def interrupted(record: LogRecord) -> bool:
     )
 
 
-def replay_realm_calls(puppet: Puppet, records: list[LogRecord], on_rmi) -> None:
-    """Have the realm make the log's RSI calls with the log's arguments, in order, and
+def replay_realm_calls(
+    puppet: Puppet, records: list[LogRecord], on_rmi, interfaces: tuple[str, ...] = ("RSI",)
+) -> None:
+    """Have the realm make the log's calls of ``interfaces`` (RSI, PSCI, SMC) with the log's
+    arguments, in order, and
     ``on_rmi`` make the host's RMI calls that come between them. A RIPAS change the realm
     asks for is rejected before its next call (the log does not say what the host did). A
     CONTINUE the log shows interrupted is: the host's timer fires while the RMM signs, and
@@ -285,13 +288,14 @@ def replay_realm_calls(puppet: Puppet, records: list[LogRecord], on_rmi) -> None
         if record.interface == "RMI":
             on_rmi(record)
             continue
-        if record.interface != "RSI":
-            continue  # PSCI and other SMCs: the spec's answers differ from TF-RMM's (below)
+        if record.interface not in interfaces:
+            continue
         if pending_ripas:
             puppet.finish(enter=RecEnter(flags=ENTER_RIPAS_RESPONSE_REJECT))
         if interrupted(record):
             machine.set_host_timer(machine.read_counter() + SIGN_STEP_TICKS)
-        exit_ = puppet.smc(fid_of(f"SMC_{record.name}"), *record.args)
+        fid = fid_of(f"SMC_{record.name}") if record.interface == "RSI" else int(record.command, 16)
+        exit_ = puppet.smc(fid, *record.args)
         if interrupted(record):
             assert exit_.exit_reason == RecExitReason.IRQ
             machine.set_host_timer(None)
@@ -403,12 +407,27 @@ def test_the_board_log_replays_its_rmi_failures_and_rsi_calls():
     stopped at level 2 find no RTT), whose host maps each page the log shows live by the time
     it does (``revealed_page``: the guest touched it, DATA_CREATE_UNKNOWN, unlogged), gives
     the same DATA_DESTROY failures (level, X1 = 0, X2 = the next live IPA, B4.3.3.1.3) and the
-    same RSI results, line for line.
-
-    PSCI records and other SMCs are left out: there TF-RMM departs from the spec (it answers
-    SMCCC_VERSION, where B1.1 says a realm's other SMCs return SMCCC_NOT_SUPPORTED)."""
+    same RSI results, line for line; with the TF-RMM profile, the same PSCI and other SMC
+    results too (TF-RMM answers SMCCC_VERSION: quirk J), so every record of the log.
+    On the spec profile those two records differ, and only they (B1.1, B6.3.5)."""
     reference = list(parse_log(BOARD.read_text().splitlines()))
-    host = Host()
+    spec_run = replay_the_board("spec", reference)
+    found = first_divergence(spec_run, reference, ("RSI_HOST_CALL",))
+    assert (
+        found is not None and str(found.record_b) == "PSCI_8400000a 80000000 0 0 0 0 0 0 > 0 0 0 0"
+    )
+    spec_run = [r for r in spec_run if r.command not in ("8400000a", "80000000")]
+    board = [r for r in reference if r.command not in ("8400000a", "80000000")]
+    assert first_divergence(spec_run, board, ("RSI_HOST_CALL",)) is None
+    tfrmm_run = replay_the_board("tfrmm-1.0", reference)
+    assert len(tfrmm_run) > 100
+    assert first_divergence(tfrmm_run, reference, ("RSI_HOST_CALL",)) is None
+
+
+def replay_the_board(rmm_profile: str, reference: list[LogRecord]) -> list[LogRecord]:
+    """The board's realm (see above) on ``rmm_profile``, making the calls of ``reference``
+    (the board's records): the records of its trace."""
+    host = Host(rmm_profile=rmm_profile)
     lines = traced(host)
     puppet = Puppet(host, activate=False)
     realm = puppet.realm
@@ -425,10 +444,10 @@ def test_the_board_log_replays_its_rmi_failures_and_rsi_calls():
             host.rmi.data_create_unknown(realm.rd, host.delegated(), page).check()
         host.m.smc(FID.DATA_DESTROY, realm.rd, record.args[1])
 
-    replay_realm_calls(puppet, reference[4:], host_call)  # after the realm's construction
-    ours = list(parse_log(lines))
-    assert len(ours) > 100 and built == 4
-    assert first_divergence(ours, reference, ("RSI_HOST_CALL", "PSCI", "SMC")) is None
+    interfaces = ("RSI", "PSCI", "SMC")
+    replay_realm_calls(puppet, reference[4:], host_call, interfaces)  # after construction
+    assert built == 4
+    return list(parse_log(lines))
 
 
 @needs_logs

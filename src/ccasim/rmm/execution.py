@@ -24,6 +24,7 @@ from ccasim.rmi.types import (
 from ccasim.rmm import exits
 from ccasim.rmm.exits import ExitToHost, RecExitInfo
 from ccasim.rmm.gic import ICH_HCR_HOST_BITS
+from ccasim.rmm.profile import Quirk
 from ccasim.rmm.psci import handle_psci
 from ccasim.rmm.realm import Realm
 from ccasim.rmm.realm_call import RealmCall, set_result
@@ -186,6 +187,10 @@ def handle_smc(call: RealmCall) -> RecExitInfo | None:
         return handle_rsi(call, fid)
     if any(first <= fid <= last for first, last in PSCI_FID_RANGES):
         return handle_psci(call, fid)
+    if fid == smccc.SMCCC_VERSION and Quirk.SMCCC_VERSION_ANSWERED in call.rmm.quirks:
+        set_result(call.rec, smccc.VERSION_1_2)
+        call.log(fid, (), (smccc.VERSION_1_2,))
+        return None
     set_result(call.rec, SMCCC_NOT_SUPPORTED)
     call.log(fid, (), (SMCCC_NOT_SUPPORTED,))
     return None

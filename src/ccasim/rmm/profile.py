@@ -10,9 +10,9 @@ quirk can also be switched on alone: ``profile("spec", "x4-preserved")``.
 A quirk changes only what the RMM's interface shows (registers, memory, granule states, the
 RIM). Two of them stop the RMM: one host call crashes TF-RMM there. ccasim models that as
 what a user would see, an RMM that no longer answers (:class:`~ccasim.el3.monitor.RmmPanic`).
-The facts come from comparing TF-RMM with ccasim over 47 million random RMI calls and from
-TF-RMM's source at that generation (``runtime/rmi/*.c``, ``runtime/core/handler.c``); see
-docs/decisions.md.
+The facts come from comparing TF-RMM with ccasim over 47 million random RMI calls, from
+TF-RMM's source at that generation (``runtime/rmi/*.c``, ``runtime/core/handler.c``) and from
+a board's log (``../shared/rmm-logs``, for the realm side); see docs/decisions.md.
 """
 
 from __future__ import annotations
@@ -54,6 +54,12 @@ class Quirk(enum.Enum):
     #: realm's starting level (down to 1) and walk into a table that does not exist: the RMM
     #: crashes. B4.3.19.2 / B4.3.22.2 level_bound: RMI_ERROR_INPUT.
     UNPROTECTED_LEVEL_CRASH = "unprotected-level-crash"
+    #: (J) A realm's SMCCC_VERSION returns 0x10002 (SMCCC 1.2), and PSCI_FEATURES reports
+    #: SMCCC_VERSION supported (TF-RMM's realm SMC handler answers it; the RK3588 board's log
+    #: shows both). B1.1: an SMC of a realm that is not RSI or PSCI returns
+    #: SMCCC_NOT_SUPPORTED; B6.3.5 func_not_ok: it is not a PSCI function. A realm-side
+    #: quirk: host sequences (ccasim diff) do not reach it.
+    SMCCC_VERSION_ANSWERED = "smccc-version-answered"
 
 
 #: The class letter of each quirk, as the comparison of TF-RMM with the spec named them.
@@ -66,7 +72,10 @@ QUIRK_CLASS = {
     Quirk.READ_ENTRY_DESTROYED_NO_DESC: "G",
     Quirk.REC_AUX_UNLOCK_ASSERT: "H",
     Quirk.UNPROTECTED_LEVEL_CRASH: "I",
+    Quirk.SMCCC_VERSION_ANSWERED: "J",
 }
+#: The quirks only a realm's calls show: RMI sequences from the host never meet them.
+REALM_QUIRKS = frozenset({Quirk.SMCCC_VERSION_ANSWERED})
 
 
 @dataclass(frozen=True)
@@ -134,4 +143,12 @@ def profile(name: str | RmmProfile = "spec", *quirks: str | Quirk) -> RmmProfile
     return base.with_quirks(*quirks)
 
 
-__all__ = ["PROFILES", "QUIRK_CLASS", "Quirk", "RmmProfile", "profile", "quirk_named"]
+__all__ = [
+    "PROFILES",
+    "QUIRK_CLASS",
+    "REALM_QUIRKS",
+    "Quirk",
+    "RmmProfile",
+    "profile",
+    "quirk_named",
+]

@@ -13,9 +13,11 @@ from ccasim.psci import (
 from ccasim.rmi.types import RecExitReason
 from ccasim.rmm.errors import CommandFailure
 from ccasim.rmm.exits import ExitToHost, RecExitInfo
+from ccasim.rmm.profile import Quirk
 from ccasim.rmm.realm_call import RealmCall, set_result
 from ccasim.rmm.rec import LastExit, PsciPending
 from ccasim.rmm.types import RealmState
+from ccasim.smccc import SMCCC_VERSION
 
 #: PSCI functions a realm may call (A4.3.7); PSCI_FEATURES reports these as supported.
 SUPPORTED = frozenset(PsciFid)
@@ -65,7 +67,10 @@ def psci_function(call: RealmCall, fid: int, x1: int, x2: int, x3: int) -> int:
     if fid == PsciFid.VERSION:
         return PSCI_VERSION_1_1
     if fid == PsciFid.FEATURES:
-        supported = (x1 & 0xFFFF_FFFF) in SUPPORTED
+        func_id = x1 & 0xFFFF_FFFF
+        supported = func_id in SUPPORTED or (
+            func_id == SMCCC_VERSION and Quirk.SMCCC_VERSION_ANSWERED in call.rmm.quirks
+        )
         return (PsciReturn.SUCCESS if supported else PsciReturn.NOT_SUPPORTED).encode()
     if fid in (PsciFid.CPU_SUSPEND, PsciFid.CPU_SUSPEND_32):
         raise forward(call, fid, x1 & 0xFFFF_FFFF, x2, x3)
