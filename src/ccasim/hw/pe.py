@@ -131,7 +131,8 @@ class Pe:
             vcpu.pending = None
             if self.timer_fires(vcpu):
                 return Trap(TrapKind.IRQ, timer=True)
-            if self.host_timer_fires():
+            host_cval = self.host_timer_cval
+            if host_cval is not None and self.counter.value >= host_cval:
                 return Trap(TrapKind.IRQ)
         return Trap(TrapKind.IRQ)  # the host's scheduler tick
 
