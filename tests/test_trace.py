@@ -519,3 +519,34 @@ def test_run_trace_formats(tmp_path):
     assert wide[0] == "SMC_RMI_VERSION                   10000 > RMI_SUCCESS 10000 10000"
     stops = [line for line in default if re.match(f"{ANNOTATION}REC [0-9a-f]+: ", line)]
     assert stops and traces["quiet"] == stops
+
+
+@needs_logs
+def test_the_fvp_log_of_tfrmm_0_8_replays_line_for_line():
+    """The FVP run of TF-RMM v0.8.0 (RMM 1.0; a kvmtool realm with EDK2, 512 MiB of RAM at
+    0x80000000): a realm whose REALM_CONFIG buffer, at the top of that RAM, is mapped RAM,
+    making the log's RSI calls and other SMCs, prints the same records in v0.8.0's format:
+    the RIPAS change's REC exit without a result, IPA_STATE_GET of the EMPTY space below RAM
+    answered in whole ranges, and SMCCC_VERSION answered (quirk J) on the TF-RMM profile."""
+    reference = list(parse_log(FVP_0_8.read_text().splitlines()))
+    assert len(reference) == 26
+    tfrmm = replay_the_fvp("tfrmm-1.0", reference)
+    assert len([r for r in tfrmm if r.command != "HOST_CALL"]) == 26
+    assert first_divergence(tfrmm, reference, ("RSI_HOST_CALL",)) is None
+    found = first_divergence(replay_the_fvp("spec", reference), reference, ("RSI_HOST_CALL",))
+    assert found is not None and str(found.record_b) == "SMC_80000000 0 0 0 0 0 0 0 > 10002 0 0 0"
+
+
+def replay_the_fvp(rmm_profile: str, reference: list[LogRecord]) -> list[LogRecord]:
+    host = Host(rmm_profile=rmm_profile)
+    lines = traced(host, "tfrmm-0.8")
+    host.rmi.version(0x10000).check()
+    puppet = Puppet(host, activate=False)
+    realm = puppet.realm
+    config = 0x9FFF_1000
+    host.tables(realm, config)
+    host.rmi.rtt_init_ripas(realm.rd, config, config + 0x1000).check()
+    host.rmi.data_create_unknown(realm.rd, host.delegated(), config).check()
+    host.rmi.realm_activate(realm.rd).check()
+    replay_realm_calls(puppet, reference[5:], None, ("RSI", "SMC"))
+    return list(parse_log(lines))
