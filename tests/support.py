@@ -143,8 +143,14 @@ class Host:
             created.append(rtt)
         return created
 
-    def rec_params(self, realm: RealmHandle, index: int = 0, runnable: bool = True, **kw):
-        aux = [self.delegated() for _ in range(self.aux_count(realm))]
+    def rec_params(
+        self, realm: RealmHandle, index: int = 0, runnable: bool = True, *,
+        aux_count: int | None = None, **kw,
+    ):  # fmt: skip
+        """RmiRecParams for REC ``index`` with its auxiliary granules delegated (their count
+        asked with RMI_REC_AUX_COUNT unless ``aux_count`` gives it)."""
+        count = self.aux_count(realm) if aux_count is None else aux_count
+        aux = [self.delegated() for _ in range(count)]
         values = dict(
             flags=int(runnable),
             mpidr=RecMpidr.from_index(index).encode(),
@@ -158,10 +164,16 @@ class Host:
     def aux_count(self, realm: RealmHandle) -> int:
         return self.rmi.rec_aux_count(realm.rd).check().aux_count
 
-    def rec(self, realm: RealmHandle, index: int = 0, runnable: bool = True, **kw) -> int:
+    def rec(
+        self, realm: RealmHandle, index: int = 0, runnable: bool = True, *,
+        params_page: int | None = None, **kw,
+    ) -> int:  # fmt: skip
+        """A REC of ``realm``, its RmiRecParams written to ``params_page`` (a new NS page by
+        default)."""
         params = self.rec_params(realm, index, runnable, **kw)
         rec = self.delegated()
-        self.rmi.rec_create(realm.rd, rec, self.ns_page(), params).check()
+        page = self.ns_page() if params_page is None else params_page
+        self.rmi.rec_create(realm.rd, rec, page, params).check()
         return rec
 
     def data(self, realm: RealmHandle, ipa: int, content: bytes = b"\xa5" * GRANULE) -> int:
@@ -212,8 +224,11 @@ class Host:
             content = image[i * GRANULE : (i + 1) * GRANULE]
             src = self.ns_page(content)
             self.rmi.data_create(realm.rd, self.delegated(), RAM_BASE + i * GRANULE, src, 1).check()
+        # as KVM: the auxiliary count asked once, one page for every REC's parameters
+        aux_count, params_page = self.aux_count(realm), self.ns_page()
         rec_addrs = [
-            self.rec(realm, i, runnable=i in runnable, pc=pc, gprs=[i, 0, 0, 0, 0, 0, 0, 0])
+            self.rec(realm, i, runnable=i in runnable, pc=pc, gprs=[i, 0, 0, 0, 0, 0, 0, 0],
+                     aux_count=aux_count, params_page=params_page)  # fmt: skip
             for i in range(recs)
         ]
         if activate:

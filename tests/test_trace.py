@@ -1,7 +1,8 @@
 """Traces that line up with the reference RMM's logs (ccasim.trace, ``ccasim trace diff``).
 
 The logs are those in ../shared/rmm-logs/: TF-RMM rmm-spec-v1.0-rel0's fake host (GENERATED),
-an RK3588 board running a TF-RMM of the RMM 1.0 generation (OpenCCA), an FVP with v0.8.0.
+an RK3588 board running a TF-RMM of the RMM 1.0 generation (OpenCCA), an FVP with v0.8.0, and
+a log posted to the KVM list.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ GENERATED = LOGS / "GENERATED-tfrmm-v1.0-rel0-fakehost-loglevel40.txt"
 GENERATED_VERBOSE = LOGS / "GENERATED-tfrmm-v1.0-rel0-fakehost-loglevel50-noaslr.txt"
 BOARD = LOGS / "opencca-fosdem2026-demo.txt"
 FVP_0_8 = LOGS / "arm-cca-forge-readme-fvp-tfrmm-v0.8.0.txt"
+LKML = LOGS / "lkml-kvm-gshan-2024-09-09.txt"
 needs_logs = pytest.mark.skipif(not LOGS.exists(), reason="../shared/rmm-logs not available")
 
 REGISTER = st.integers(0, (1 << 64) - 1)
@@ -541,12 +543,35 @@ def replay_the_fvp(rmm_profile: str, reference: list[LogRecord]) -> list[LogReco
     host = Host(rmm_profile=rmm_profile)
     lines = traced(host, "tfrmm-0.8")
     host.rmi.version(0x10000).check()
-    puppet = Puppet(host, activate=False)
-    realm = puppet.realm
-    config = 0x9FFF_1000
-    host.tables(realm, config)
-    host.rmi.rtt_init_ripas(realm.rd, config, config + 0x1000).check()
-    host.rmi.data_create_unknown(realm.rd, host.delegated(), config).check()
-    host.rmi.realm_activate(realm.rd).check()
+    puppet = realm_with_ram_at(host, 0x9FFF_1000)
     replay_realm_calls(puppet, reference[5:], None, ("RSI", "SMC"))
     return list(parse_log(lines))
+
+
+def realm_with_ram_at(host: Host, ipa: int, recs: int = 1) -> Puppet:
+    """An active puppet realm with a DATA granule of RIPAS RAM at ``ipa`` besides its own
+    RAM (where a log's realm has the buffer of its RSI_REALM_CONFIG)."""
+    puppet = Puppet(host, recs=recs, activate=False)
+    realm = puppet.realm
+    host.tables(realm, ipa)
+    host.rmi.rtt_init_ripas(realm.rd, ipa, ipa + 0x1000).check()
+    host.rmi.data_create_unknown(realm.rd, host.delegated(), ipa).check()
+    host.rmi.realm_activate(realm.rd).check()
+    return puppet
+
+
+@needs_logs
+def test_the_lkml_log_replays_line_for_line():
+    """The log Gavin Shan posted to the KVM list (RMM 1.0, column 30): a realm with two RECs
+    (one RmiRecParams page for both, the auxiliary count asked once, as KVM does), its
+    REALM_CONFIG, a RIPAS change printed at the REC exit with the registers set by then
+    (RSI_SUCCESS and the requested top), and an IPA_STATE_GET of EMPTY space."""
+    reference = list(parse_log(LKML.read_text().splitlines()))
+    assert len(reference) == 9
+    host = Host()
+    lines = traced(host)
+    puppet = realm_with_ram_at(host, 0x82B2_B000, recs=2)
+    replay_realm_calls(puppet, reference[5:], None)
+    ours = list(parse_log(lines))
+    assert len([r for r in ours if r.command != "HOST_CALL"]) == 9
+    assert first_divergence(ours, reference, ("RSI_HOST_CALL",)) is None
