@@ -226,11 +226,12 @@ class Host:
             self.rmi.data_create(realm.rd, self.delegated(), RAM_BASE + i * GRANULE, src, 1).check()
         # as KVM: the auxiliary count asked once, one page for every REC's parameters
         aux_count, params_page = self.aux_count(realm), self.ns_page()
-        rec_addrs = [
-            self.rec(realm, i, runnable=i in runnable, pc=pc, gprs=[i, 0, 0, 0, 0, 0, 0, 0],
-                     aux_count=aux_count, params_page=params_page)  # fmt: skip
-            for i in range(recs)
-        ]
+        rec_addrs = []
+        for i in range(recs):
+            gprs = [i, 0, 0, 0, 0, 0, 0, 0]
+            rec = self.rec(realm, i, i in runnable, pc=pc, gprs=gprs, aux_count=aux_count,
+                           params_page=params_page)  # fmt: skip
+            rec_addrs.append(rec)
         if activate:
             self.rmi.realm_activate(realm.rd).check()
         return Launched(realm, rec_addrs, self.ns_page(), image)
