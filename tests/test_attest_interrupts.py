@@ -19,6 +19,7 @@ from ccasim.guest import rsi
 from ccasim.rmi import RecExitReason
 from ccasim.rmm.rsi.attestation import SIGN_STEP_TICKS, SIGN_STEPS
 from ccasim.rsi import RsiFid, RsiStatus
+from ccasim.trace import TraceWriter
 from support import RAM_BASE, Host, Puppet
 
 BUFFER = RAM_BASE + 0xC000  # a RAM granule of the puppet's realm that it does not use
@@ -195,3 +196,23 @@ def test_the_realms_own_timer_interrupts_the_signing():
     outer = cbor2.loads(SEEN["own-timer"])
     protected, _, payload, signature = cbor2.loads(outer.value[44241]).value
     assert cose.verify1(protected, payload, signature, host.m.attestation.rak.public_key())
+
+
+def test_the_interrupted_call_in_tfrmm_traces():
+    """TF-RMM prints a realm call that exits at the exit: rmm-spec-v1.0-rel0 with the
+    registers set by then (the fake host's ``RSI_INCOMPLETE 0``), v0.8.0 onwards without a
+    result (``SMC_RSI_ATTEST_TOKEN_CONTINUE 1000 0 100``, as the later fake host's log)."""
+    host = Host()
+    v1_0, v0_8 = [], []
+    keep = host._record
+    writers = TraceWriter(v1_0.append, "tfrmm-1.0"), TraceWriter(v0_8.append, "tfrmm-0.8")
+    host.m.on_rmm_log(lambda r: (keep(r), *(w(r) for w in writers)))
+    puppet = Puppet(host)
+    init(puppet)
+    host.m.set_host_timer(host.m.read_counter() + SIGN_STEP_TICKS)
+    puppet.smc(RsiFid.ATTESTATION_TOKEN_CONTINUE, 0x1000, 0, 0x100)  # the log's arguments
+    assert v1_0[-2:] == [
+        "SMC_RSI_ATTEST_TOKEN_CONTINUE 1000 0 100 > RSI_INCOMPLETE 0\n",
+        "ccasim: REC exit IRQ\n",
+    ]
+    assert v0_8[-2:] == ["SMC_RSI_ATTEST_TOKEN_CONTINUE     1000 0 100\n", "ccasim: REC exit IRQ\n"]

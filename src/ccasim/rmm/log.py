@@ -47,6 +47,9 @@ class SmcCall:
     #: X1..X7 as a realm passed them (realm calls only; what the reference RMM prints for a
     #: PSCI call or an SMC it does not implement)
     registers: tuple[int, ...] = ()
+    #: the realm's call completed (``result``) but its REC exited to the host before running
+    #: on (an interrupted token signing, A7.2.2); a call with no result exited too
+    exited: bool = False
 
     @property
     def interface(self) -> str:

@@ -40,10 +40,11 @@ class RealmCall:
         result: tuple[int, ...],
         condition: str | None = None,
         note: str | None = None,
+        exited: bool = False,
     ) -> None:
         """Record the realm's SMC in the RMM's log."""
         if self.rmm.log is not None:
-            self.rmm.log(SmcCall(fid, args, result, condition, note, self.registers))
+            self.rmm.log(SmcCall(fid, args, result, condition, note, self.registers, exited))
 
     def log_stop(self) -> None:
         """Record in the log why the REC's program stopped, once per stop."""

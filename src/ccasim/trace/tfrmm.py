@@ -146,18 +146,20 @@ def format_call(
     *,
     every: bool = False,
     registers: tuple[int, ...] = (),
+    exited: bool = False,
 ) -> str | None:
     """The line TF-RMM ``release`` prints at log ``level`` for the SMC ``fid`` with X1.. =
     ``args`` returning X0.. = ``result`` (empty for a realm call that exited to the host), or
     None if it prints none. ``every`` prints the line whatever the level and the command's
     logging rule; ``registers`` are X1..X7 as a realm passed them, printed for a PSCI call or
-    an SMC the RMM does not implement (``args`` otherwise)."""
+    an SMC the RMM does not implement (``args`` otherwise); ``exited`` says that a realm call
+    with a result exited to the host all the same (printed then as any exit)."""
     if level < LOG_LEVEL_INFO and not every:
         return None
     if RMI_FID_FIRST <= fid <= RMI_FID_LAST:
         return _rmi_line(release, fid, args, result, every)
     if RSI_FID_FIRST <= fid <= RSI_FID_LAST and fid in _RSI:
-        return _rsi_line(release, fid, args, result)
+        return _rsi_line(release, fid, args, result, exited)
     is_psci = any(first <= fid <= last for first, last in PSCI_FID_RANGES)
     name = f"{'PSCI' if is_psci else 'SMC'}_{fid:08x}"
     regs = (tuple(registers or args) + (0,) * _OTHER_ARGS)[:_OTHER_ARGS]
@@ -203,13 +205,14 @@ def _rmi_line(
     return _line(release, f"SMC_{command.name}", tuple(args)[: len(command.inputs)], tail)
 
 
-def _rsi_line(release: Release, fid: int, args: tuple[int, ...], result: tuple[int, ...]) -> str:
+def _rsi_line(
+    release: Release, fid: int, args: tuple[int, ...], result: tuple[int, ...], exited: bool
+) -> str:
     name, n_args, n_outputs = _RSI[fid]
     shown = (tuple(args) + (0,) * n_args)[:n_args]
-    if not result:  # the call exited to the host: printed at the exit
-        if not release.result_at_exit:
-            return _line(release, f"SMC_RSI_{name}", shown, None)
-        # the registers the handler set before the exit (RSI_IPA_STATE_SET: X1 = top)
+    if (not result or exited) and not release.result_at_exit:  # printed at the exit, as is
+        return _line(release, f"SMC_RSI_{name}", shown, None)
+    if not result:  # the registers the handler set before the exit (IPA_STATE_SET: X1 = top)
         result = (RsiStatus.SUCCESS, shown[1]) if fid == RsiFid.IPA_STATE_SET else (0,)
     outputs = (tuple(result[1:]) + (0,) * n_outputs)[:n_outputs]
     return _line(release, f"SMC_RSI_{name}", shown, _status_rsi(result[0]) + _hex(outputs))

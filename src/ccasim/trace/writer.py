@@ -53,6 +53,8 @@ class SmcRecord(Protocol):
     def note(self) -> str | None: ...
     @property
     def registers(self) -> tuple[int, ...]: ...
+    @property
+    def exited(self) -> bool: ...
 
 
 class HashRecord(Protocol):
@@ -113,6 +115,7 @@ def record_lines(
         LOG_LEVEL_INFO if level is None else level,
         every=level is None,
         registers=found.registers,
+        exited=found.exited,
     )
     if line is None:
         return []

@@ -58,7 +58,7 @@ def handle_rsi(call: RealmCall, fid: int) -> RecExitInfo | None:
         return None
     except CompletedThenExit as exit_:
         set_result(call.rec, *exit_.result)
-        call.log(fid, args, exit_.result, note=f"REC exit {exit_.info.reason.name}")
+        call.log(fid, args, exit_.result, note=f"REC exit {exit_.info.reason.name}", exited=True)
         return exit_.info
     except ExitToHost as exit_:
         call.log(fid, args, (), note=f"REC exit {exit_.info.reason.name}")
