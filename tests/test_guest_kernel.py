@@ -13,6 +13,8 @@ from ccasim import guest
 from ccasim.guest.image import kernel_image
 from ccasim.guest.kernel import PAGE, Kernel, KernelPanic, parse_device_tree
 from ccasim.kvm import Kvm
+from ccasim.psci import PsciFid
+from ccasim.smccc import SMCCC_VERSION
 from ccasim.vmm import kvmtool, layout
 from ccasim.vmm.capabilities import Capabilities
 from ccasim.vmm.run import RealmVmm
@@ -127,3 +129,36 @@ def test_without_a_bounce_pool_the_console_is_the_uart():
     shared, _, _, shared_exits = run_realm("t.kernel-convert", bounce=1)
     assert uart == shared == "decrypted: True; leaked: 0 page(s)\n"
     assert uart_exits == len(uart) and shared_exits == 2  # a byte each; the buffer, a doorbell
+
+
+# -- PSCI's SMCCC probe --------------------------------------------------------------------------
+
+
+@guest.program("t.kernel-smccc")
+def smccc(cpu):
+    kernel = Kernel(cpu)
+    yield from kernel.boot()
+    yield from kernel.print(f"SMCCC {kernel.smccc_version:#x}; {kernel.warnings}\n")
+    yield from kernel.poweroff()
+
+
+@pytest.mark.parametrize("rmm_profile", ["spec", "tfrmm-1.0"])
+def test_the_smccc_probe_finds_what_linux_would(rmm_profile):
+    """psci_init_smccc: PSCI_FEATURES(SMCCC_VERSION), then SMCCC_VERSION. On the spec (B1.1:
+    a realm's SMCCC_VERSION is not supported) it finds 1.0, below what arm64_rsi_init needs,
+    and the kernel says so; TF-RMM answers 1.2 (quirk J) and nothing is said."""
+    machine = ccasim.Machine(trace=True, rmm_profile=rmm_profile)
+    kvm = Kvm(machine)
+    vmm = RealmVmm(kvm, launch("-c", "1", "-m", "32M", kernel=kernel_image("t.kernel-smccc")))
+    vmm.build()
+    console = vmm.run().console
+    vmm.close()
+    probe = (PsciFid.VERSION, PsciFid.FEATURES, SMCCC_VERSION)
+    calls = [r.fid for r in machine.rmm_log if getattr(r, "fid", None) in probe]
+    if rmm_profile == "spec":
+        assert console.startswith("SMCCC 0x10000; ['arm64_rsi_init: SMC Calling Convention v1.0")
+        assert "Linux would not use RSI" in console
+        assert calls == [PsciFid.VERSION, PsciFid.FEATURES]  # SMCCC_VERSION not offered
+    else:
+        assert console == "SMCCC 0x10002; []\n"
+        assert calls == [PsciFid.VERSION, PsciFid.FEATURES, SMCCC_VERSION]

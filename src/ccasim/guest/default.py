@@ -1,7 +1,8 @@
 """The default realm guest: what ``ccasim run`` boots when no program is named.
 
 It exercises the realm kernel model (:mod:`ccasim.guest.kernel`) end to end: it boots
-(RSI version, REALM_CONFIG, RIPAS RAM over memory, a shared bounce-buffer pool, the console),
+(PSCI's SMCCC probe, RSI version, REALM_CONFIG, RIPAS RAM over memory, a shared bounce-buffer
+pool, the console; a warning when Linux would have left RSI alone),
 starts the secondary CPUs, prints through the console, touches memory (each page a stage 2
 fault the host serves), shares and unshares buffers, asks for an attestation token for a
 challenge and hands it to the VMM, extends a REM, and powers off.
@@ -42,6 +43,8 @@ def default_guest(
         f" at {plat.ram_base:#x}, IPA width {kernel.ipa_width}"
         f" (NS-shared bit {kernel.shared_bit:#x})\n"
     )
+    for warning in kernel.warnings:
+        yield from say(f"warning: {warning}\n")
     if plat.bootargs:
         yield from say(f"command line: {plat.bootargs}\n")
     started = yield from kernel.start_secondaries(cpu.pc, cpu.gprs[0])

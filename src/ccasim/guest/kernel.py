@@ -4,7 +4,10 @@ It does what an arm64 Linux kernel does in a realm (``arch/arm64/kernel/rsi.c``,
 ``arch/arm64/mm/pageattr.c``, swiotlb, ``drivers/virt/coco/arm-cca-guest``), as seed 003 and
 the later guest series describe it:
 
-- boot (``arm64_rsi_init``): the RSI version, RSI_REALM_CONFIG for the IPA width and so the
+- boot: PSCI's probe (``psci_probe``, ``psci_init_smccc``: PSCI_VERSION, then
+  PSCI_FEATURES(SMCCC_VERSION) and SMCCC_VERSION), whose SMCCC version ``arm64_rsi_init``
+  needs (at least 1.1, or it leaves RSI alone); then (``arm64_rsi_init``) the RSI version,
+  RSI_REALM_CONFIG for the IPA width and so the
   NS-shared bit (``prot_ns_shared = BIT(ipa_bits - 1)``), RIPAS RAM over all memory the
   device tree describes (panicking if that fails), then a bounce-buffer pool in shared
   memory (swiotlb is forced on in a realm);
@@ -37,6 +40,9 @@ from ccasim.isa.boot import GuestCpu
 from ccasim.paravirt import CONSOLE_BUFFER, CONSOLE_DOORBELL, HOST_CALL_BUFFER, HOST_CALL_CHALLENGE
 from ccasim.psci import PsciFid
 from ccasim.rsi import RIPAS_CHANGE_DESTROYED, RsiRipas
+from ccasim.smccc import NOT_SUPPORTED, SMCCC_VERSION
+
+SMCCC_1_0, SMCCC_1_1 = 0x1_0000, 0x1_0001
 
 Call = Generator[Any, Any, Any]
 PAGE = 4096
@@ -64,6 +70,20 @@ class Platform:
     @property
     def ram_end(self) -> int:
         return self.ram_base + self.ram_size
+
+
+def probe_smccc() -> Call:
+    """``psci_probe`` and ``psci_init_smccc``: the SMCCC version, found through
+    PSCI_FEATURES(SMCCC_VERSION) then SMCCC_VERSION (PSCI 1.0 or later), else 1.0."""
+    regs = yield Smc(PsciFid.VERSION)
+    if regs[0] >> 16 < 1:  # PSCI_VERSION_MAJOR
+        return SMCCC_1_0
+    regs = yield Smc(PsciFid.FEATURES, SMCCC_VERSION)
+    if regs[0] == NOT_SUPPORTED:
+        return SMCCC_1_0
+    regs = yield Smc(SMCCC_VERSION)
+    version = regs[0] & 0xFFFF_FFFF
+    return version if version >= SMCCC_1_1 and not version >> 31 else SMCCC_1_0
 
 
 def read_device_tree(addr: int) -> Call:
@@ -160,11 +180,23 @@ class Kernel:
     console_buffer: int | None = None
     host_call_buffer: int | None = None
     lines: list[str] = field(default_factory=list)
+    #: the SMC Calling Convention version PSCI's probe found (1.0 when it finds none)
+    smccc_version: int = SMCCC_1_0
+    #: what a Linux kernel would do differently here, for the console once it is up
+    warnings: list[str] = field(default_factory=list)
 
     # -- boot --------------------------------------------------------------------------------
 
     def boot(self, bounce_pages: int = 8) -> Call:
-        """``arm64_rsi_init`` and the early setup a realm kernel makes."""
+        """PSCI's probe, ``arm64_rsi_init`` and the early setup a realm kernel makes."""
+        self.smccc_version = yield from probe_smccc()
+        if self.smccc_version < SMCCC_1_1:
+            # arm_smccc_1_1_get_conduit() is SMCCC_CONDUIT_NONE below 1.1: Linux's
+            # arm64_rsi_init returns at once and the kernel does not run as a realm.
+            self.warnings.append(
+                "arm64_rsi_init: SMC Calling Convention v1.0 (PSCI_FEATURES does not offer"
+                " SMCCC_VERSION): Linux would not use RSI on this RMM; the model goes on"
+            )
         status, _, _ = yield from rsi.version()
         if status:
             raise KernelPanic("RSI 1.0 is not available: not a realm (or an RMM we cannot use)")
