@@ -268,6 +268,8 @@ ERRORS = {
     "bad challenge": (["--challenge", "abcd"], "2 bytes: give 32 to 64"),
     "bad launch file": (["--launch", "/nonexistent.toml"], "cannot read launch file"),
     "unknown kvmtool option": (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+    "no host tick": (["--host-tick-hz", "0"], "--host-tick-hz: a tick of 0 Hz"),
+    "a tick faster than the counter": (["--host-tick-hz", "1000000000"], "of 1000000000 Hz"),
 }
 
 
@@ -339,3 +341,23 @@ def test_the_trace_at_level_all_has_every_rmi_rsi_and_psci_call(capsys, tmp_path
                  "RSI_ATTEST_TOKEN_INIT", "RSI_MEASUREMENT_EXTEND", "RSI_HOST_CALL",
                  "PSCI_c4000003", "PSCI_84000008"):  # CPU_ON, SYSTEM_OFF  # fmt: skip
         assert call in names, call
+
+
+def test_the_host_tick_interrupts_the_realm_and_its_token_signing(capsys, tmp_path):
+    """--host-tick-hz: KVM arms the host's EL2 timer for the next tick at each REC entry. At
+    1000 Hz the 2 ms of a token's signing meets a tick: RSI_INCOMPLETE with nothing copied
+    and a REC exit due to IRQ (A7.2.2), the guest calls again, and the token still verifies.
+    Without the tick no CONTINUE is interrupted."""
+    counts = {}
+    for hz in (None, 1000):
+        trace = tmp_path / f"{hz}.log"
+        tick = [] if hz is None else ["--host-tick-hz", hz]
+        status, report, err = run_json(
+            capsys, *tick, "--trace", trace, "--guest-arg", "touch_mib=8"
+        )
+        assert status == 0, err
+        assert_clean_run(report)
+        counts[hz] = report["rec_exits"].get("IRQ", 0), trace.read_text().count("INCOMPLETE 0")
+    (irqs_off, incomplete_off), (irqs_on, incomplete_on) = counts[None], counts[1000]
+    assert incomplete_off == 0 and incomplete_on >= 1
+    assert irqs_on >= irqs_off + incomplete_on

@@ -4,7 +4,7 @@
 
 - **architectural**: what Normal-world software on real hardware can do: :attr:`~Machine.smc`,
   :meth:`~Machine.ns_read`, :meth:`~Machine.ns_write`, :meth:`~Machine.read_counter`,
-  :meth:`~Machine.set_host_timer`;
+  :attr:`~Machine.counter_frequency`, :meth:`~Machine.set_host_timer`;
 - **configuration**, read only: :attr:`~Machine.platform` (the memory map) and
   :attr:`~Machine.attestation` (the platform's attestation keys and claims). What the RMM
   supports is what RMI_FEATURES returns, through :meth:`~Machine.smc`;
@@ -163,6 +163,11 @@ class Machine:
     def read_counter(self) -> int:
         """The system counter (CNTPCT_EL0), shared by every PE."""
         return self._counter.value
+
+    @property
+    def counter_frequency(self) -> int:
+        """CNTFRQ_EL0: the system counter's ticks per second."""
+        return self._counter.frequency_hz
 
     def set_host_timer(self, cval: int | None) -> None:
         """Program the host's EL2 physical timer (CNTHP_CVAL_EL2, enabled and unmasked in

@@ -103,6 +103,11 @@ RUN_SETTINGS = {"ignore_unknown_options": True, "allow_extra_args": True}
 @click.option("--hash-algo", type=click.Choice(HASH_ALGOS), help="The only hash the RMM offers.")
 @click.option("--host-ram", metavar="SIZE", help="The host's DRAM (default 32G).")
 @click.option("--hpmn0", type=Bool(), help="Whether the platform has FEAT_HPMN0 (default true).")
+@click.option(
+    "--host-tick-hz", type=COUNT, metavar="HZ",
+    help="The host kernel's scheduler tick (CONFIG_HZ): its timer interrupts the realm "
+    "(default: none).",
+)  # fmt: skip
 @rmm_profile_options
 @click.option("--challenge", metavar="HEX", help="The attestation challenge (32-64 bytes).")
 @click.option("--seed", type=COUNT, help="Seed of the vCPU threads' interleaving (default 0).")
@@ -185,7 +190,10 @@ def run(ctx: click.Context, **opts: Any) -> int:
         )
         machine.on_rmm_log(writer, hashes=writer.hashes)
     checker = InvariantChecker(machine, full_every=4096) if opts["check_invariants"] else None
-    kvm = Kvm(machine)
+    try:
+        kvm = Kvm(machine, tick_hz=opts["host_tick_hz"])
+    except ValueError as e:
+        raise click.ClickException(f"--host-tick-hz: {e}") from None
     if not kvm.rme_available:
         raise click.ClickException("the host has no usable RMM: " + "; ".join(kvm.dmesg))
 

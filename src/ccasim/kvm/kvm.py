@@ -67,6 +67,8 @@ class Kvm:
     - ``rmi`` makes the kernel's RMI calls; :meth:`inject` makes chosen ones fail.
     - ``dmesg`` collects the kernel's messages, WARNs included (every leak is one).
     - ``threads`` decides how vCPU threads interleave (:mod:`ccasim.kvm.sched`).
+    - ``tick_hz``, the host's scheduler tick: each REC entry arms the host's EL2 timer for the
+      next tick (none by default: the PE's time slice is then the only host interrupt).
     """
 
     def __init__(
@@ -76,6 +78,7 @@ class Kvm:
         vmid_bits: int = 16,
         record_rmi: bool = False,
         abi: InterfaceVersion = RMI_ABI_VERSION,
+        tick_hz: int | None = None,
     ) -> None:
         self.machine = machine
         self.pages = PageAllocator(machine)
@@ -98,6 +101,11 @@ class Kvm:
         self.abi = abi
         #: A tracepoint: called with (vCPU id, exit name) at every REC exit.
         self.on_rec_exit: Callable[[int, str], None] | None = None
+        #: The host kernel's scheduler tick (CONFIG_HZ), or None: while a REC runs, the host's
+        #: EL2 timer is armed for the next tick, whose interrupt is a REC exit due to IRQ.
+        if tick_hz is not None and not 0 < tick_hz <= machine.counter_frequency:
+            raise ValueError(f"a tick of {tick_hz} Hz (1 to the counter's frequency)")
+        self.tick_period = machine.counter_frequency // tick_hz if tick_hz else None
         self._init_rme()
 
     # -- initialisation (kvm_init_rme) -------------------------------------------------------

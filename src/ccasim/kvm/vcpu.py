@@ -520,7 +520,12 @@ class Vcpu:
             gicv3_hcr=0,
             gicv3_lrs=self.vgic.flush(),
         )
+        machine, period = self.kvm.machine, self.kvm.tick_period
+        if period is not None:  # the tick while the guest runs (the host's arch timer)
+            machine.set_host_timer((machine.read_counter() // period + 1) * period)
         x0 = self.kvm.rmi.rec_enter(rec.rec, rec.run, enter).x0
+        if period is not None:
+            machine.set_host_timer(None)  # back in the host: its tick is its own business
         self.last_exit = self.kvm.rmi.rec_exit(rec.run)
         self.vgic.sync(self.last_exit.gicv3_lrs)
         return x0
