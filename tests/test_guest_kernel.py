@@ -12,6 +12,7 @@ import ccasim
 from ccasim import guest
 from ccasim.guest.image import kernel_image
 from ccasim.guest.kernel import PAGE, Kernel, KernelPanic, parse_device_tree
+from ccasim.isa import Load, Store, SynchronousExternalAbort
 from ccasim.kvm import Kvm
 from ccasim.psci import PsciFid
 from ccasim.smccc import SMCCC_VERSION
@@ -105,6 +106,9 @@ def run_realm(program: str, **params) -> tuple[str, dict[str, int], list[str], i
 
 
 def test_a_conversion_that_fails_leaks_the_pages_and_break_before_make_keeps_them_invalid():
+    """003-02, as the later series resolved it: one update makes the pages invalid with the
+    NS-shared bit flipped, then RSI_IPA_STATE_SET; if that fails the pages stay invalid and
+    are leaked, never used again."""
     console, pages, answers, _ = run_realm("t.kernel-convert", pages=2, at_limit=1)
     assert any("RSI_ERROR_INPUT" in a for a in answers)  # the RMM refused the range
     assert "decrypted: False; leaked: 2 page(s)" in console
@@ -162,3 +166,38 @@ def test_the_smccc_probe_finds_what_linux_would(rmm_profile):
     else:
         assert console == "SMCCC 0x10002; []\n"
         assert calls == [PsciFid.VERSION, PsciFid.FEATURES, SMCCC_VERSION]
+
+
+# -- the aliasing model of seed 003 ---------------------------------------------------------------
+
+
+@guest.program("t.kernel-alias")
+def alias_model(cpu):
+    """Share a page, then touch it through both of its IPAs."""
+    kernel = Kernel(cpu)
+    yield from kernel.boot()
+    page = kernel.alloc_pages(1)
+    yield from kernel.set_memory_decrypted(page, 1)
+    yield Store(page | kernel.shared_bit, b"via the shared alias".ljust(PAGE, b"\0"))
+    shared = (yield Load(page | kernel.shared_bit, PAGE)).rstrip(b"\0")
+    try:
+        yield Load(page, 8)
+        protected = "read"
+    except SynchronousExternalAbort:
+        protected = "SEA"
+    yield from kernel.print(f"shared alias: {shared.decode()}; protected alias: {protected}\n")
+    yield from kernel.poweroff()
+
+
+def test_a_shared_page_is_reached_through_its_alias_and_its_protected_ipa_faults():
+    """003-08: RSI_IPA_STATE_SET makes the protected IPA EMPTY (an access there is an SEA in
+    the realm), and the page is shared through its alias in the unprotected half, which the
+    host maps with a Non-secure page at the realm's first access (a stage 2 fault)."""
+    machine = ccasim.Machine(trace=True)
+    kvm = Kvm(machine)
+    vmm = RealmVmm(kvm, launch("-c", "1", "-m", "32M", kernel=kernel_image("t.kernel-alias")))
+    vmm.build()
+    result = vmm.run()
+    vmm.close()
+    assert result.console.endswith("shared alias: via the shared alias; protected alias: SEA\n")
+    assert result.exits["MEMORY_FAULT"] >= 1  # the alias mapped on demand (001-09)
