@@ -249,6 +249,31 @@ def test_a_launch_file_gives_the_whole_launch_and_options_win(capsys, tmp_path):
     assert any(i["name"] == "initrd" for i in report["realm"]["images"])
 
 
+def test_a_launch_file_sets_the_host_and_the_rmm(capsys, tmp_path):
+    launch = tmp_path / "realm.toml"
+    launch.write_text('mem = "64M"\nrmm-profile = "tfrmm-1.0"\nhpmn0 = true\nhost-tick-hz = 1000\n')
+    status, report, err = run_json(capsys, "--launch", launch)
+    assert status == 0, err
+    assert report["platform"]["rmm_profile"] == "tfrmm-1.0" and report["rec_exits"]["IRQ"] >= 1
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [('seed = "abc"', "seed: 'abc' is not a decimal"), ("seed = 1.5", "seed: '1.5' is not"),
+     ("timeout = -3", "timeout: '-3' is negative"), ('timeout = "x"', "timeout: 'x' is not"),
+     ("hpmn0 = 3", "hpmn0: '3' is not true or false"), ("host-tick-hz = true", "host-tick-hz"),
+     ('rmm-profile = "x"', "rmm-profile: 'x' is not one of"), ("seed = [1]", "seed must be")],
+)  # fmt: skip
+def test_a_launch_file_value_is_checked_as_its_option(capsys, tmp_path, line, message):
+    """Each value of a launch file passes the check its command-line option does (before,
+    a timeout that was not a number stopped the run with an internal error)."""
+    launch = tmp_path / "realm.toml"
+    launch.write_text(line + "\n")
+    status, out, err = cli(capsys, "run", "--launch", launch)
+    assert status != 0 and out == "" and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"ccasim: error: {launch}: ") and message in err, err
+
+
 # -- errors ------------------------------------------------------------------------------
 
 

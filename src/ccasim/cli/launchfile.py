@@ -1,7 +1,8 @@
 """``ccasim run --launch FILE``: a whole launch in TOML.
 
 The keys are the long options of ``ccasim run`` without their dashes; file names are relative
-to the file's own directory. Options on the command line win over the file::
+to the file's own directory; a value is checked as its option's on the command line. Options
+on the command line win over the file::
 
     mem = "2G"                  # kvmtool's -m
     cpus = 4                    # kvmtool's -c
@@ -11,6 +12,9 @@ to the file's own directory. Options on the command line win over the file::
     measurement-algo = "sha512"
     realm-pv = "tenant 42"
     challenge = "00ff..."       # hex, 32 to 64 bytes
+    rmm-profile = "tfrmm-1.0"   # the host: the RMM, FEAT_HPMN0, the scheduler tick
+    hpmn0 = true
+    host-tick-hz = 250
 
     [guest-args]                # parameters of the guest program
     touch_mib = 16
@@ -50,8 +54,11 @@ KVMTOOL_KEYS = {
     "measurement-log": ("--measurement-log", "flag"),
     "dtb": ("--dtb", "file"),
 }
-#: ccasim's own options a launch file may set (those taking a value).
-CCASIM_KEYS = ("guest", "challenge", "host-ram", "seed", "timeout")
+#: ccasim's own options a launch file may set (those taking one value), checked as the
+#: command line checks them.
+CCASIM_KEYS = (
+    "guest", "challenge", "host-ram", "host-tick-hz", "seed", "timeout", "rmm-profile", "hpmn0",
+)  # fmt: skip
 CAPS_KEYS = (
     "ipa-bits", "num-bps", "num-wps", "sve-vl", "pmu-num-ctrs", "pmu", "lpa2", "hash-algo",
 )  # fmt: skip
@@ -93,8 +100,8 @@ def load_launch(path: str) -> LaunchFile:
                 text_value = str(here / text_value)
             out.kvmtool_args += [option, text_value]
         elif key in CCASIM_KEYS:
-            if isinstance(value, bool) or not isinstance(value, str | int | float):
-                raise click.ClickException(f"{path}: {key} must be a string or a number")
+            if not isinstance(value, str | int | float | bool):
+                raise click.ClickException(f"{path}: {key} must be a string, a number or a bool")
             out.options[key.replace("-", "_")] = value
         elif key == "guest-args":
             out.guest_args = _table(path, key, value)

@@ -81,6 +81,17 @@ Exit status: 0 when the realm powered off and its attestation token verified; 1 
 RUN_SETTINGS = {"ignore_unknown_options": True, "allow_extra_args": True}
 
 
+def _launch_option(ctx: click.Context, path: str, key: str, value: object) -> object:
+    """A launch file's value for option ``key``, checked and converted as the option's own
+    type does on the command line (a one-line error naming the file and the key)."""
+    param = next(p for p in ctx.command.params if p.name == key)
+    text = value if isinstance(value, str) else str(value).lower()
+    try:
+        return param.type.convert(text, param, ctx)
+    except click.BadParameter as e:
+        raise click.ClickException(f"{path}: {key.replace('_', '-')}: {e.message}") from None
+
+
 @click.command(context_settings=RUN_SETTINGS, help=HELP)
 @click.option("--guest", metavar="NAME", help="The guest program to run (default ccasim-default).")
 @click.option(
@@ -154,7 +165,7 @@ def run(ctx: click.Context, **opts: Any) -> int:
         argv = launch_file.kvmtool_args + argv
         for key, value in launch_file.options.items():
             if opts.get(key) is None:
-                opts[key] = value
+                opts[key] = _launch_option(ctx, opts["launch_file"], key, value)
     if "--realm" in argv:
         argv.remove("--realm")
     caps = _platform_caps(opts, launch_file.caps if launch_file else None)
