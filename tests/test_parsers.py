@@ -10,6 +10,7 @@ standard error and status 1 or 2; status 70 would be ccasim's own crash.
 from __future__ import annotations
 
 import contextlib
+import re
 import string
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 import ccasim
 from ccasim.check import InvariantChecker
 from ccasim.cli import main
+from ccasim.cli.launchfile import CCASIM_KEYS, KVMTOOL_KEYS
 from ccasim.guest.kernel import KernelPanic, parse_device_tree
 from ccasim.guest.runtime import find_image
 from ccasim.isa import LoadError
@@ -142,12 +144,24 @@ def test_random_capability_files(tmp_path, capsys, text):
         one_line_error(status, err)
 
 
+LAUNCH_KEYS = [*KVMTOOL_KEYS, *CCASIM_KEYS, "caps", "guest-args"]
+LAUNCH = st.one_of(
+    TEXT,
+    st.lists(
+        st.tuples(st.sampled_from(LAUNCH_KEYS), TOML_VALUES), max_size=6, unique_by=lambda kv: kv[0]
+    ).map(lambda kv: "\n".join(f"{k} = {v}" for k, v in kv)),
+)
+
+
 @FUZZ
-@given(text=TOML)
+@given(text=LAUNCH)
 def test_random_launch_files(tmp_path, capsys, text):
+    """Every key a launch file takes, with values of every kind (a timeout the file sets is
+    its own: the run is bounded by one only when the file sets none)."""
     path = tmp_path / "launch.toml"
     path.write_text(text)
-    status = main(["run", "-q", "--json", "--launch", str(path), "--timeout", "5"])
+    bound = [] if re.search(r"^timeout\s*=", text, re.M) else ["--timeout", "5"]
+    status = main(["run", "-q", "--json", "--launch", str(path), *bound])
     out, err = capsys.readouterr()
     if status:
         one_line_error(status, err)
@@ -208,3 +222,17 @@ def test_control_characters_in_an_argument_stay_on_the_error_line(capsys):
     for bad in ("\r0", "a\nb", "\x1b[31mred"):
         status = main(["measure", *caps, "kvmtool", bad])
         one_line_error(status, capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("key", CCASIM_KEYS)
+@settings(FUZZ, max_examples=8)
+@given(value=TOML_VALUES)
+def test_each_option_of_a_launch_file_with_any_value(tmp_path, capsys, key, value):
+    """One ccasim option at a time, with a value of any kind: a run, or one error line."""
+    path = tmp_path / "launch.toml"
+    path.write_text(f"{key} = {value}\n")
+    bound = [] if key == "timeout" else ["--timeout", "5"]
+    status = main(["run", "-q", "--json", "--launch", str(path), "-m", "32M", *bound])
+    out, err = capsys.readouterr()
+    if status:
+        one_line_error(status, err)
