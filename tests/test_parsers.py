@@ -2,7 +2,8 @@
 
 The RMM's parameter pages (RmiRealmParams, RmiRecParams, RmiRecRun) as random pages, guest
 images and device trees as random bytes, the command line's configuration files, launch
-files, VMM command lines, device trees and key files as random or mutated text. (Tokens,
+files (each key alone too), VMM command lines, device trees, key files and RMM logs (for
+``ccasim trace diff``) as random or mutated text. (Tokens,
 random and mutated CBOR/COSE, are fuzzed in test_attest.py.) A CLI failure is one line on
 standard error and status 1 or 2; status 70 would be ccasim's own crash.
 """
@@ -236,3 +237,43 @@ def test_each_option_of_a_launch_file_with_any_value(tmp_path, capsys, key, valu
     out, err = capsys.readouterr()
     if status:
         one_line_error(status, err)
+
+
+LOG_LINES = [
+    "SMC_RMI_VERSION               10000 > RMI_SUCCESS 10000 10000",
+    "[     rmm ] SMC_RMI_DATA_DESTROY              17ffb000 99600000 > RMI_ERROR_RTT 2 0 9d400000",
+    "SMC_RSI_IPA_STATE_SET         80000000 90000000 1 0 > RSI_SUCCESS 90000000 0",
+    "PSCI_8400000a                 80000000 0 0 0 0 0 0 > 0 0 0 0",
+    "Measurement (SHA256): 0x" + "ab" * 32,
+    "SMC_RSI_ATTEST_TOKEN_CONTINUE     1000 0 100",
+]
+
+
+def mutate(line: str, cut: int, junk: str) -> str:
+    return line[:cut] + junk + line[cut + len(junk) :]
+
+
+@FUZZ
+@given(
+    lines=st.lists(
+        st.one_of(
+            TEXT,
+            st.builds(
+                mutate, st.sampled_from(LOG_LINES), st.integers(0, 90), TEXT.map(lambda t: t[:8])
+            ),
+        ),
+        max_size=12,
+    ),
+    measurements=st.booleans(),
+)
+def test_random_rmm_logs(tmp_path, capsys, lines, measurements):
+    """ccasim trace diff reads any text: the same records (0), a divergence (1), never a
+    traceback."""
+    a, b = tmp_path / "a.log", tmp_path / "b.log"
+    a.write_text("\n".join(lines))
+    b.write_text("\n".join(reversed(lines)))
+    flags = ["--measurements"] if measurements else []
+    assert main(["trace", "diff", *flags, str(a), str(a)]) == 0
+    status = main(["trace", "diff", *flags, str(a), str(b)])
+    out, err = capsys.readouterr()
+    assert status in (0, 1) and err == "", err
