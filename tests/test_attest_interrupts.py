@@ -9,9 +9,11 @@ are the host's EL2 timer (``Machine.set_host_timer``) and the realm's own virtua
 from __future__ import annotations
 
 import cbor2
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import ccasim
 from ccasim import cose, guest
 from ccasim.arch.timer import CNT_CTL_ISTATUS
 from ccasim.arch.vmsa import GRANULE_SIZE
@@ -216,3 +218,17 @@ def test_the_interrupted_call_in_tfrmm_traces():
         "ccasim: REC exit IRQ\n",
     ]
     assert v0_8[-2:] == ["SMC_RSI_ATTEST_TOKEN_CONTINUE     1000 0 100\n", "ccasim: REC exit IRQ\n"]
+
+
+def test_the_host_timer_takes_a_64_bit_value():
+    machine = ccasim.Machine()
+    for bad, error in (
+        (-1, ValueError),
+        (1 << 64, ValueError),
+        (1.5, TypeError),
+        (True, TypeError),
+    ):
+        with pytest.raises(error):
+            machine.set_host_timer(bad)
+    machine.set_host_timer((1 << 64) - 1)
+    machine.set_host_timer(None)

@@ -175,6 +175,8 @@ class Machine:
         physical interrupt is pending at the PE until the host disables or reprograms the
         timer: a realm running then is interrupted, a REC exit due to IRQ (A4.3.5, A6.1),
         and so is an attestation token being signed (A7.2.2, D1.7.2)."""
+        if cval is not None and (isinstance(cval, bool) or not isinstance(cval, int)):
+            raise TypeError(f"CNTHP_CVAL_EL2 is a 64-bit register, not {cval!r}")
         if cval is not None and not 0 <= cval <= MASK64:
             raise ValueError(f"CNTHP_CVAL_EL2 {cval:#x} does not fit in 64 bits")
         self._pe.host_timer_cval = cval

@@ -103,7 +103,9 @@ class Kvm:
         self.on_rec_exit: Callable[[int, str], None] | None = None
         #: The host kernel's scheduler tick (CONFIG_HZ), or None: while a REC runs, the host's
         #: EL2 timer is armed for the next tick, whose interrupt is a REC exit due to IRQ.
-        if tick_hz is not None and not 0 < tick_hz <= machine.counter_frequency:
+        if tick_hz is not None and (
+            isinstance(tick_hz, bool) or not 0 < tick_hz <= machine.counter_frequency
+        ):
             raise ValueError(f"a tick of {tick_hz} Hz (1 to the counter's frequency)")
         self.tick_period = machine.counter_frequency // tick_hz if tick_hz else None
         self._init_rme()
